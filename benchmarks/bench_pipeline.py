@@ -1,0 +1,55 @@
+"""Time of the standard pipeline per 512x512 target, stage by stage (file I/O excluded).
+
+Usage: python benchmarks/bench_pipeline.py [--threads 1] [--n-per-case 2]
+Goal (issue 3): under 25 ms per target on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (default: 1, one core)")
+    ap.add_argument("--n-per-case", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    from segsem_lite import Dataset, segment_image
+    from segsem_lite.synth import write_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = Dataset(write_dataset(tmp, n_per_case=args.n_per_case, seed=7))
+        images = []
+        for stem in ds.stems:
+            mask = ds.load_mask(stem)
+            images.append((ds.load_image(stem), ds.targets(stem, mask=mask)))
+    stages: dict[str, list[float]] = {}
+    per_target = []
+    for _ in range(args.repeats):
+        for image, targets in images:
+            t0 = time.perf_counter()
+            results = segment_image(image, targets)
+            wall = (time.perf_counter() - t0) * 1e3
+            per_target.append(wall / max(1, len(targets)))
+            for r in results:
+                for k, v in r.timings_ms.items():
+                    stages.setdefault(k, []).append(v)
+    n_targets = sum(len(t) for _, t in images)
+    print(f"standard pipeline, {len(images)} images of 512x512, {n_targets} targets, {args.repeats} repeats, "
+          f"{args.threads} OpenCV thread(s)")
+    for k, v in stages.items():
+        print(f"  {k:10s} median {np.median(v):6.2f} ms   mean {np.mean(v):6.2f} ms")
+    print(f"  per target median {np.median(per_target):6.2f} ms   mean {np.mean(per_target):6.2f} ms (wall clock)")
+
+
+if __name__ == "__main__":
+    main()

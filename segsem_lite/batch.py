@@ -1,0 +1,382 @@
+"""Running the pipeline over a dataset: ``extract`` (contours for OPC) and ``evaluate`` (Table I).
+
+A bad image or target never stops a batch: it is recorded with its message. Files are
+written atomically, and ``extract`` resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .config import PipelineConfig
+from .contours import extract_contours, write_contours_csv, write_contours_gds, write_contours_json
+from .dataset import Dataset, Target, atomic_write, write_image, write_mask
+from .errors import SegSEMError
+from .metrics import average_exposure, edge_placement_error, mask_scores
+from .overlay import SOURCE_COLOURS, overlay_image
+from .pipeline import MaskSource, SegmentationResult, segment_image
+
+__all__ = ["RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table"]
+
+RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "source", "gate_reasons", "score", "n_candidates",
+                 "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total",
+                 "status", "message"]
+
+#: Per-target metrics of the evaluation, in Table I's order (EPE mean in px last).
+METRICS = ("iou", "precision", "recall", "f1", "epe_px")
+
+
+def _label_key(label: Any) -> str:
+    return "p" if label is None or label == "" else str(label)
+
+
+def _iter_images(ds: Dataset, stems: Iterable[str]):
+    """Yield (stem, image, mask, targets, error) for each image; errors instead of raising."""
+    for stem in stems:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                image = ds.load_image(stem)
+            mask = ds.load_mask(stem)
+            if mask is not None and mask.shape != image.shape:
+                raise SegSEMError(f"{ds.masks[stem]}: mask shape {mask.shape[1]}x{mask.shape[0]} differs from its "
+                                  f"image {image.shape[1]}x{image.shape[0]}")
+            targets = ds.targets(stem, mask=mask, shape=image.shape)
+            yield stem, image, mask, targets, None
+        except SegSEMError as exc:
+            yield stem, None, None, [], exc
+
+
+def _record(stem: str, target: Target | None, res: SegmentationResult | SegSEMError | None) -> dict:
+    row = {k: "" for k in RECORD_FIELDS}
+    row["stem"] = stem
+    if target is not None:
+        row.update(label=_label_key(target.label), prompt_x=f"{target.prompt_xy[0]:.2f}", prompt_y=f"{target.prompt_xy[1]:.2f}")
+    if isinstance(res, SegmentationResult):
+        chosen = res.decision.accepted_index if res.decision is not None and res.decision.accepted else None
+        score = res.candidate_scores[chosen] if chosen is not None else (max(res.candidate_scores) if res.candidate_scores else "")
+        row.update(source=res.source, gate_reasons=res.gate_reasons, score=f"{score:.4f}" if score != "" else "",
+                   n_candidates=len(res.candidate_scores), status="ok")
+        for stage in ("encode", "predict", "gate", "fallback", "refine", "contours"):
+            row[f"ms_{stage}"] = f"{res.timings_ms.get(stage, 0.0):.2f}"
+        row["ms_total"] = f"{res.total_ms:.2f}"
+    else:
+        row.update(status="error", message=str(res))
+    return row
+
+
+def _write_target_files(out: Path, image: np.ndarray, res: SegmentationResult) -> None:
+    key = _label_key(res.label)
+    folder = out / res.stem
+    write_mask(folder / f"{key}.mask.png", res.mask.astype(np.uint8) * 255)
+    write_contours_json(folder / f"{key}.contours.json", {key: res.contours}, stem=res.stem,
+                        pixel_size_nm=res.pixel_size_nm,
+                        extra={key: {"source": res.source, "gate": res.gate_reasons,
+                                     "prompt_xy": list(res.prompt_xy), "candidate_scores": res.candidate_scores}})
+    write_contours_gds(folder / f"{key}.gds", {key: res.contours}, stem=res.stem, pixel_size_nm=res.pixel_size_nm,
+                       image_height_px=image.shape[0])
+    write_image(folder / f"{key}.overlay.png",
+                overlay_image(image, res.contours, prompt_xy=res.prompt_xy, colour=SOURCE_COLOURS[res.source]))
+
+
+def _write_image_files(out: Path, stem: str, image_height: int) -> None:
+    """Per-image JSON, CSV and GDS of every finished target of ``stem`` (read back from its files)."""
+    folder = out / stem
+    contours: dict[str, list] = {}
+    pixel_size = 1.0
+    for f in sorted(folder.glob("*.contours.json")):
+        if f.name == f"{stem}.contours.json":
+            continue
+        doc = json.loads(f.read_text())
+        pixel_size = doc["pixel_size_nm"]
+        for key, feat in doc["features"].items():
+            contours[key] = [np.asarray(c) for c in feat["contours_px"]]
+    if not contours:
+        return
+    write_contours_json(folder / f"{stem}.contours.json", contours, stem=stem, pixel_size_nm=pixel_size)
+    write_contours_csv(folder / f"{stem}.contours.csv", contours, stem=stem, pixel_size_nm=pixel_size)
+    write_contours_gds(folder / f"{stem}.gds", contours, stem=stem, pixel_size_nm=pixel_size, image_height_px=image_height)
+
+
+def extract_dataset(
+    dataset: str | Path | Dataset,
+    out: str | Path,
+    *,
+    model: MaskSource | None = None,
+    config: PipelineConfig = PipelineConfig(),
+    resume: bool = False,
+    stems: list[str] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Extract contours for every target of a dataset.
+
+    Writes, per target, ``OUT/<stem>/<label>.mask.png``, ``.contours.json``, ``.gds`` and
+    ``.overlay.png``; per image ``OUT/<stem>/<stem>.contours.json|.csv`` and ``<stem>.gds``
+    (one polygon per feature, in nm); and one row per target in ``OUT/records.csv``.
+
+    Parameters
+    ----------
+    dataset : path or Dataset
+    out : path
+    model : MaskSource, optional
+        None runs the standard pipeline.
+    config : PipelineConfig
+    resume : bool
+        Keep finished targets of an earlier run (rows with status ``ok``) and do the rest.
+    stems : list of str, optional
+        Only these images.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        The rows of ``records.csv``.
+    """
+    from tqdm.auto import tqdm
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records_path = out / "records.csv"
+    done: dict[tuple[str, str], dict] = {}
+    if resume and records_path.exists():
+        with open(records_path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("status") == "ok":
+                    done[(row["stem"], row["label"])] = row
+    rows = list(done.values())
+    atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))
+    stems = stems if stems is not None else ds.stems
+    fh = open(records_path, "a", newline="")
+    writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
+    bar = tqdm(total=len(stems), disable=not progress, desc="extract", unit="img")
+    try:
+        for stem, image, _, targets, error in _iter_images(ds, stems):
+            bar.update(1)
+            if error is not None:
+                new = [_record(stem, None, error)]
+            else:
+                todo = [t for t in targets if (stem, _label_key(t.label)) not in done]
+                if not todo:
+                    continue
+                new = []
+                for t, res in zip(todo, segment_image(image, todo, model=model, config=config)):
+                    if isinstance(res, SegmentationResult):
+                        try:
+                            _write_target_files(out, image, res)
+                        except OSError as exc:
+                            res = SegSEMError(f"{out / stem}: could not write results ({exc})")
+                    new.append(_record(stem, t, res))
+                _write_image_files(out, stem, image.shape[0])
+            for row in new:
+                writer.writerow(row)
+            fh.flush()
+            rows.extend(new)
+    finally:
+        bar.close()
+        fh.close()
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@dataclass
+class EvaluationReport:
+    """The paper's Table I, recomputed.
+
+    Attributes
+    ----------
+    per_sample : pandas.DataFrame
+        One row per target: scores of the standard and SegSEM pipelines.
+    per_case : pandas.DataFrame
+        One row per exposure case: means and standard deviations, time, fallback count.
+    summary : dict
+        Overall means, fallback rate, time per image, relative improvement.
+    """
+
+    per_sample: Any
+    per_case: Any
+    summary: dict
+
+    def write(self, out: str | Path) -> Path:
+        """Write ``per_sample.csv``, ``per_case.csv`` and ``summary.json`` into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "per_sample.csv", lambda tmp: self.per_sample.to_csv(tmp, index=False))
+        atomic_write(out / "per_case.csv", lambda tmp: self.per_case.to_csv(tmp, index=False))
+        atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(self.summary, indent=2)))
+        return out
+
+
+def _scores(res: SegmentationResult | SegSEMError, truth: np.ndarray, truth_contours: list, ps: float | None) -> dict:
+    if not isinstance(res, SegmentationResult):
+        return {"iou": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "epe_px": np.nan, "epe_p95_px": np.nan,
+                "epe_max_px": np.nan, "epe_nm": np.nan, "source": "error", "error": str(res)}
+    s = mask_scores(res.mask, truth)
+    e = edge_placement_error(res.contours, truth_contours, pixel_size_nm=ps)
+    return {"iou": s.iou, "precision": s.precision, "recall": s.recall, "f1": s.f1, "epe_px": e.mean_px,
+            "epe_p95_px": e.p95_px, "epe_max_px": e.max_px, "epe_nm": e.mean_nm if ps else np.nan,
+            "source": res.source, "error": ""}
+
+
+def evaluate_dataset(
+    dataset: str | Path | Dataset,
+    *,
+    model: MaskSource | None = None,
+    config: PipelineConfig = PipelineConfig(),
+    stems: list[str] | None = None,
+    split: str | None = None,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Run the standard and the SegSEM pipelines on every target with ground truth.
+
+    Parameters
+    ----------
+    dataset : path or Dataset
+    model : MaskSource, optional
+        The SegSEM column's model; None makes both columns the standard pipeline.
+    config : PipelineConfig
+    stems : list of str, optional
+        Only these images.
+    split : str, optional
+        Only this split (``train``, ``val`` or ``test``).
+    progress : bool
+
+    Returns
+    -------
+    EvaluationReport
+
+    Notes
+    -----
+    A target whose segmentation raised counts as a miss (IoU, precision, recall and F1 of
+    0; no EPE) and is named in ``per_sample``'s ``error`` columns. Time per image is the
+    wall-clock time of :func:`segsem_lite.pipeline.segment_image` on all its targets.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    if not ds.has_masks:
+        raise SegSEMError(f"{ds.root}: evaluation needs ground truth, but there is no masks/ folder")
+    if stems is None:
+        stems = ds.split(split) if split else ds.stems
+    rows, image_rows, image_errors = [], [], []
+    for stem, image, mask, targets, error in tqdm(_iter_images(ds, stems), total=len(stems), disable=not progress,
+                                                  desc="evaluate", unit="img"):
+        if error is not None:
+            image_errors.append({"stem": stem, "error": str(error)})
+            continue
+        if not targets:
+            continue
+        exposure = average_exposure(image)
+        timed = {}
+        for name, m in (("standard", None), ("segsem", model)):
+            t0 = time.perf_counter()
+            timed[name] = segment_image(image, targets, model=m, config=config)
+            image_rows.append({"stem": stem, "pipeline": name, "ms": (time.perf_counter() - t0) * 1e3})
+        for i, t in enumerate(targets):
+            truth = mask == t.label
+            truth_contours = extract_contours(truth)
+            row = {"stem": stem, "label": t.label, "exposure_case": t.exposure_case or "-",
+                   "average_exposure": exposure, "split": t.split or ""}
+            for name in ("standard", "segsem"):
+                res = timed[name][i]
+                for k, v in _scores(res, truth, truth_contours, t.pixel_size_nm).items():
+                    row[f"{name}_{k}"] = v
+                if name == "segsem" and isinstance(res, SegmentationResult):
+                    row["segsem_gate"] = res.gate_reasons
+                    row["segsem_score"] = max(res.candidate_scores) if res.candidate_scores else np.nan
+            rows.append(row)
+    per_sample = pd.DataFrame(rows)
+    if per_sample.empty:
+        raise SegSEMError(f"{ds.root}: no targets with ground truth to evaluate"
+                          + (f" ({len(image_errors)} images failed: {image_errors[0]['error']})" if image_errors else ""))
+    times = pd.DataFrame(image_rows)
+    times = times.merge(per_sample[["stem", "exposure_case"]].drop_duplicates("stem"), on="stem")
+    per_case = _per_case(per_sample, times, model is not None)
+    summary = _summary(per_sample, times, model, image_errors)
+    return EvaluationReport(per_sample=per_sample, per_case=per_case, summary=summary)
+
+
+def _case_sort_key(values):
+    return [(0, int(v)) if str(v).isdigit() else (1, str(v)) for v in values]
+
+
+def _per_case(per_sample, times, has_model: bool):
+    import pandas as pd
+
+    out = []
+    for case, g in per_sample.groupby("exposure_case", sort=False):
+        row = {"exposure_case": case, "average_exposure": g.drop_duplicates("stem")["average_exposure"].mean(),
+               "n": len(g)}
+        for m in METRICS:
+            for name in ("standard", "segsem"):
+                row[f"{m}_{name}_mean"] = g[f"{name}_{m}"].mean()
+                row[f"{m}_{name}_std"] = g[f"{name}_{m}"].std(ddof=0)
+        tc = times[times["exposure_case"] == case]
+        row["ms_per_image_standard"] = tc.loc[tc["pipeline"] == "standard", "ms"].mean()
+        row["ms_per_image_segsem"] = tc.loc[tc["pipeline"] == "segsem", "ms"].mean()
+        row["fallback_count"] = int((g["segsem_source"] == "fallback").sum()) if has_model else 0
+        row["errors"] = int((g["segsem_source"] == "error").sum())
+        out.append(row)
+    df = pd.DataFrame(out)
+    order = sorted(range(len(df)), key=lambda i: _case_sort_key([df["exposure_case"].iloc[i]])[0])
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _summary(per_sample, times, model, image_errors) -> dict:
+    from .registry import model_label
+
+    summary: dict[str, Any] = {"n": int(len(per_sample)), "model": model_label(model)}
+    for name in ("standard", "segsem"):
+        summary[name] = {m: float(per_sample[f"{name}_{m}"].mean()) for m in METRICS}
+        summary[name]["epe_nm"] = float(per_sample[f"{name}_epe_nm"].mean())
+    fallback = int((per_sample["segsem_source"] == "fallback").sum()) if model is not None else 0
+    summary["fallback_count"] = fallback
+    summary["fallback_rate"] = fallback / len(per_sample) if model is not None else 0.0
+    summary["ms_per_image"] = {n: float(times.loc[times["pipeline"] == n, "ms"].mean()) for n in ("standard", "segsem")}
+    summary["improvement_pct"] = {
+        m: (100.0 * (summary["segsem"][m] - summary["standard"][m]) / summary["standard"][m]
+            if summary["standard"][m] else None)
+        for m in ("iou", "precision", "recall", "f1")
+    }
+    summary["errors"] = {"targets": int((per_sample["segsem_source"] == "error").sum()), "images": image_errors}
+    return summary
+
+
+def format_table(report: EvaluationReport) -> str:
+    """Table I as text: per case, standard / SegSEM means with standard deviations."""
+    pc = report.per_case
+    head = (f"{'case':>6} {'avg exp':>9} {'n':>4}  " + "  ".join(f"{m + ' (std/segsem)':>23}" for m in METRICS)
+            + f"  {'ms/img':>8} {'fallback':>8}")
+    lines = [head, "-" * len(head)]
+
+    def cell(row, m):
+        return f"{row[f'{m}_standard_mean']:.3f}±{row[f'{m}_standard_std']:.3f}/{row[f'{m}_segsem_mean']:.3f}"
+
+    for _, row in pc.iterrows():
+        lines.append(f"{str(row['exposure_case']):>6} {row['average_exposure']:9.0f} {row['n']:4d}  "
+                     + "  ".join(f"{cell(row, m):>23}" for m in METRICS)
+                     + f"  {row['ms_per_image_segsem']:8.1f} {row['fallback_count']:8d}")
+    s = report.summary
+    lines.append("-" * len(head))
+    lines.append(f"{'all':>6} {'':>9} {s['n']:4d}  " + "  ".join(
+        f"{s['standard'][m]:.3f} / {s['segsem'][m]:.3f}".rjust(23) for m in METRICS)
+        + f"  {s['ms_per_image']['segsem']:8.1f} {s['fallback_count']:8d}")
+    imp = ", ".join(f"{m} {v:+.1f}%" for m, v in s["improvement_pct"].items() if v is not None)
+    lines.append(f"model: {s['model']}; SegSEM against standard: {imp}; fallback rate {s['fallback_rate']:.1%}")
+    return "\n".join(lines)

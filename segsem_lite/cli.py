@@ -1,0 +1,171 @@
+"""The ``segsem`` command line: each subcommand parses flags and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SegSEMError
+
+__all__ = ["main", "build_parser"]
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    values = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SegSEMError(f"--set {pair!r}: expected STAGE.FIELD=VALUE, for example gate.tau_conf=0.8")
+        key, raw = pair.split("=", 1)
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def _config(args):
+    from .config import PipelineConfig
+
+    return PipelineConfig.from_dict(_parse_sets(args.set))
+
+
+def _model(args):
+    from .registry import load_model
+
+    return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+
+
+def _cmd_synth(args) -> int:
+    from .synth import write_dataset
+
+    cases = tuple(int(c) for c in args.cases.split(",")) if args.cases else None
+    out = write_dataset(args.out, n_per_case=args.n_per_case, seed=args.seed, size=args.size,
+                        test_per_case=min(args.test_per_case, args.n_per_case), cases=cases,
+                        bit_depth=args.bit_depth, progress=not args.quiet)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .dataset import check_dataset
+
+    report = check_dataset(args.dataset)
+    for line in report.problems:
+        print(line, file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if report.summary:
+        print(report.format_summary())
+    if report.problems:
+        print(f"{len(report.problems)} problem(s) in {args.dataset}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    from .batch import extract_dataset
+
+    config = _config(args)
+    model = _model(args)
+    rows = extract_dataset(args.dataset, args.out, model=model, config=config, resume=args.resume,
+                           progress=not args.quiet)
+    n_err = sum(r["status"] == "error" for r in rows)
+    by_source = {}
+    for r in rows:
+        if r["status"] == "ok":
+            by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    print(f"{len(rows) - n_err} targets extracted ({', '.join(f'{k}: {v}' for k, v in sorted(by_source.items())) or 'none'}),"
+          f" {n_err} errors; records in {Path(args.out) / 'records.csv'}")
+    for r in rows:
+        if r["status"] == "error":
+            print(f"error: {r['stem']}{':' + r['label'] if r['label'] else ''}: {r['message']}", file=sys.stderr)
+    return 1 if n_err else 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .batch import evaluate_dataset, format_table
+
+    config = _config(args)
+    model = _model(args)
+    report = evaluate_dataset(args.dataset, model=model, config=config, split=args.split, progress=not args.quiet)
+    report.write(args.out)
+    print(format_table(report))
+    print(f"wrote {Path(args.out) / 'per_case.csv'}, per_sample.csv, summary.json")
+    return 0
+
+
+def _add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--model", default=default,
+                   help="'traditional' (Sauvola only), 'default', a built-in model name, a project checkpoint, "
+                        "or an official config name (sam2.1_hiera_t ...) with --checkpoint (default: %(default)s)")
+    p.add_argument("--checkpoint", help="checkpoint in Meta's format ({'model': state_dict}) for an official config")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, npu or mps (default: %(default)s)")
+    p.add_argument("--set", action="append", metavar="STAGE.FIELD=VALUE",
+                   help="override a pipeline setting, e.g. gate.tau_conf=0.8 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="segsem", description="SegSEM contour extraction from SEM images.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic CD-SEM dataset")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n-per-case", type=int, required=True, help="images per exposure case")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--size", type=int, default=512, help="image side in px (default: %(default)s)")
+    p.add_argument("--test-per-case", type=int, default=1, help="images per case in the test split")
+    p.add_argument("--cases", help="comma-separated exposure cases (default: 1-10)")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    c = data_sub.add_parser("check", help="validate a dataset and summarise it")
+    c.add_argument("dataset", type=Path)
+    c.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("extract", help="extract contours (mask, JSON, CSV, GDS, overlay) for every target")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--resume", action="store_true", help="skip targets finished by an earlier run")
+    _add_model_flags(p, DEFAULT_MODEL)
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("evaluate", help="standard against SegSEM per exposure case (the paper's Table I)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--split", help="only this split (train, val or test)")
+    _add_model_flags(p, DEFAULT_MODEL)
+    p.set_defaults(func=_cmd_evaluate)
+
+    try:
+        from .sam.cli import add_subcommands
+    except ImportError:
+        pass
+    else:
+        add_subcommands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``segsem``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SegSEMError as exc:
+        print(f"segsem: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segsem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Contours for OPC: Sobel edge map, sub-pixel polygons, and export to JSON, CSV and GDS.
+
+Contours are (N, 2) arrays of points (x = column, y = row) in pixels, closed (first
+point repeated last). In nm, ``x_nm = (x + 0.5) * pixel_size_nm`` (pixel ``c`` covers
+``[c, c+1] * pixel_size_nm``); GDS files flip ``y`` so that it points up, as in a layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from skimage import measure
+from skimage.filters import sobel
+
+from .coords import rc_to_xy
+from .dataset import atomic_write
+
+__all__ = [
+    "sobel_edges",
+    "extract_contours",
+    "contour_length",
+    "contours_to_nm",
+    "FeatureContours",
+    "write_contours_json",
+    "write_contours_csv",
+    "write_contours_gds",
+]
+
+
+def sobel_edges(mask: np.ndarray) -> np.ndarray:
+    """Edge pixels of a mask by the Sobel operator (the paper's contour step, III-D).
+
+    Parameters
+    ----------
+    mask : (M, N) bool ndarray
+
+    Returns
+    -------
+    (M, N) bool ndarray
+        Mask pixels where the Sobel gradient magnitude is non-zero: a one-pixel
+        inner boundary.
+    """
+    m = np.asarray(mask, dtype=bool)
+    out = np.zeros(m.shape, dtype=bool)
+    sl = _bbox(m, margin=1)
+    if sl is None:
+        return out
+    crop = np.pad(m[sl].astype(float), 1)
+    out[sl] = (sobel(crop)[1:-1, 1:-1] > 1e-9) & m[sl]
+    return out
+
+
+def _bbox(mask: np.ndarray, *, margin: int) -> tuple[slice, slice] | None:
+    """Slices of the non-zero bounding box of a mask, grown by ``margin`` within the image."""
+    rows = np.flatnonzero(np.any(mask, axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(np.any(mask, axis=0))
+    return (slice(max(0, rows[0] - margin), rows[-1] + margin + 1),
+            slice(max(0, cols[0] - margin), cols[-1] + margin + 1))
+
+
+def extract_contours(mask: np.ndarray, *, level: float = 0.5, min_points: int = 4) -> list[np.ndarray]:
+    """Sub-pixel polygon contours of a mask by marching squares.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray
+        Binary mask, or a probability map for contours between pixel centres.
+    level : float
+        Iso-value of the contour.
+    min_points : int
+        Shorter contours are dropped.
+
+    Returns
+    -------
+    list of (K, 2) float ndarray
+        Closed contours as points (x, y) in pixels, longest first. The image border
+        closes contours that reach it.
+    """
+    arr = np.asarray(mask, dtype=float)
+    sl = _bbox(arr >= level, margin=1)
+    if sl is None:
+        return []
+    m = np.pad(arr[sl], 1)
+    offset = np.array([sl[0].start - 1.0, sl[1].start - 1.0])
+    contours = [rc_to_xy(c + offset) for c in measure.find_contours(m, level)]
+    contours = [c for c in contours if len(c) >= min_points]
+    return sorted(contours, key=lambda c: -len(c))
+
+
+def contour_length(contour: np.ndarray) -> float:
+    """Length of a polyline in its own units."""
+    c = np.asarray(contour, float)
+    return float(np.hypot(*np.diff(c, axis=0).T).sum()) if len(c) > 1 else 0.0
+
+
+def contours_to_nm(contours: Iterable[np.ndarray], pixel_size_nm: float) -> list[np.ndarray]:
+    """Contours from pixels to nm, with pixel ``c`` covering ``[c, c + 1] * pixel_size_nm``."""
+    return [(np.asarray(c, float) + 0.5) * pixel_size_nm for c in contours]
+
+
+class FeatureContours(dict):
+    """Contours of the features of one image: ``{label: [contour (x, y) px, ...]}``."""
+
+
+def write_contours_json(path: str | Path, contours: dict, *, stem: str, pixel_size_nm: float,
+                        extra: dict | None = None) -> Path:
+    """Write contours as JSON: ``{"stem", "pixel_size_nm", "features": {label: {"contours_px", "contours_nm"}}}``."""
+    doc = {
+        "stem": stem,
+        "pixel_size_nm": pixel_size_nm,
+        "coordinates": "x = column, y = row, pixel centres at integers; nm = (px + 0.5) * pixel_size_nm",
+        "features": {
+            str(label): {
+                "contours_px": [np.round(c, 4).tolist() for c in cs],
+                "contours_nm": [np.round(c, 4).tolist() for c in contours_to_nm(cs, pixel_size_nm)],
+                **((extra or {}).get(label, {})),
+            }
+            for label, cs in contours.items()
+        },
+    }
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(doc)))
+
+
+def write_contours_csv(path: str | Path, contours: dict, *, stem: str, pixel_size_nm: float) -> Path:
+    """Write contours as CSV rows ``stem,label,contour,point,x_px,y_px,x_nm,y_nm``."""
+
+    def _write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["stem", "label", "contour", "point", "x_px", "y_px", "x_nm", "y_nm"])
+            for label, cs in contours.items():
+                for ci, (c_px, c_nm) in enumerate(zip(cs, contours_to_nm(cs, pixel_size_nm))):
+                    for pi, ((x, y), (xn, yn)) in enumerate(zip(c_px, c_nm)):
+                        w.writerow([stem, label, ci, pi, f"{x:.4f}", f"{y:.4f}", f"{xn:.4f}", f"{yn:.4f}"])
+
+    return atomic_write(path, _write)
+
+
+def write_contours_gds(path: str | Path, contours: dict, *, stem: str, pixel_size_nm: float,
+                       image_height_px: int, layer: int = 1) -> Path:
+    """Write contours to a GDSII file, one polygon per feature, in nm.
+
+    Parameters
+    ----------
+    path : path
+    contours : dict
+        ``{label: [contour, ...]}``; the first (longest, outer) contour of each feature
+        becomes its polygon, labelled with a text element naming the feature.
+    stem : str
+        Name of the GDS cell.
+    pixel_size_nm : float
+    image_height_px : int
+        To flip ``y`` upward: ``y_nm = (height - y - 0.5) * pixel_size_nm``.
+    layer : int
+        GDS layer of the polygons (datatype 0); labels go on the same layer.
+
+    Returns
+    -------
+    Path
+    """
+    import gdstk
+
+    lib = gdstk.Library(name="SEGSEM", unit=1e-9, precision=1e-12)
+    cell = lib.new_cell(str(stem)[:32] or "IMAGE")
+    for label, cs in contours.items():
+        if not cs:
+            continue
+        pts = np.asarray(cs[0], float)[:-1] if np.allclose(cs[0][0], cs[0][-1]) else np.asarray(cs[0], float)
+        if len(pts) < 3:
+            continue
+        xy = np.column_stack([(pts[:, 0] + 0.5) * pixel_size_nm, (image_height_px - pts[:, 1] - 0.5) * pixel_size_nm])
+        cell.add(gdstk.Polygon(xy, layer=layer, datatype=0))
+        cx, cy = xy.mean(axis=0)
+        cell.add(gdstk.Label(str(label), (cx, cy), layer=layer, texttype=0))
+    return atomic_write(path, lambda tmp: lib.write_gds(str(tmp)))

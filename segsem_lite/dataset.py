@@ -1,0 +1,698 @@
+"""The dataset format: reading, writing, targets and validation.
+
+::
+
+    DATASET/
+      images/<stem>.png | .tif | .tiff   grayscale SEM image, 8- or 16-bit (RGB converted, with a warning)
+      masks/<stem>.png | .tif            instance labels (0 background, k feature k) or binary 0/255
+      meta.csv          (optional)       stem, exposure_case, pixel_size_nm, split, target_label,
+                                         prompt_x, prompt_y, design_area_px, design_aspect, ...
+      layout/<stem>.json (optional)      {"features": {"<label>": [[[x, y], ...], ...]}} in pixels
+
+Points are (x = column, y = row) with pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .coords import pixel_of_point, point_in_image, rc_to_xy
+from .errors import SegSEMError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Design",
+    "Target",
+    "Dataset",
+    "DatasetReport",
+    "check_dataset",
+    "read_image",
+    "read_mask",
+    "write_image",
+    "write_mask",
+    "atomic_write",
+    "interior_point",
+    "design_from_polygons",
+    "sample_dataset",
+]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+_NUMERIC = ("exposure_case", "pixel_size_nm", "target_label", "prompt_x", "prompt_y", "design_area_px", "design_aspect")
+
+
+# ----------------------------------------------------------------------------- files
+
+def _read_array(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(im, dtype=np.uint16)
+            if im.mode == "I":
+                arr = np.asarray(im)
+                return arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
+            if im.mode in ("P", "1", "LA", "PA"):
+                im = im.convert("RGBA" if "A" in im.mode else "L")
+            return np.asarray(im)
+    except SegSEMError:
+        raise
+    except FileNotFoundError:
+        raise SegSEMError(f"{path}: no such file") from None
+    except Exception as exc:  # PIL and tifffile raise many types for bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SegSEMError(f"{path}: unreadable image ({reason})") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a grayscale SEM image.
+
+    Parameters
+    ----------
+    path : path
+        A ``.png``, ``.tif`` or ``.tiff`` file.
+
+    Returns
+    -------
+    (M, N) uint8 or uint16 ndarray
+        RGB(A) images are converted to luminance with a ``UserWarning``.
+
+    Raises
+    ------
+    SegSEMError
+        If the file is missing, unreadable or truncated, or not an 8- or 16-bit image.
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        warnings.warn(f"{path}: RGB image converted to grayscale", UserWarning, stacklevel=2)
+        dtype = arr.dtype
+        arr = (arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])).round().astype(dtype)
+    if arr.ndim != 2:
+        raise SegSEMError(f"{path}: expected a 2-D grayscale image, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise SegSEMError(f"{path}: expected an 8- or 16-bit unsigned image, got {arr.dtype}")
+    if arr.size == 0:
+        raise SegSEMError(f"{path}: empty image of shape {arr.shape}")
+    return arr
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask as an instance label image.
+
+    Parameters
+    ----------
+    path : path
+        Instance label image (0 background, k feature k; uint8 or uint16), or a binary
+        0/255 image whose connected components become the instances.
+
+    Returns
+    -------
+    (M, N) int32 ndarray
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+        raise SegSEMError(f"{path}: expected a 2-D integer label image, got {arr.dtype} of shape {arr.shape}")
+    values = np.unique(arr)
+    if arr.dtype == np.bool_ or (arr.dtype == np.uint8 and set(values.tolist()) <= {0, 255} and 255 in values):
+        labels, _ = ndi.label(arr > 0)
+        return labels.astype(np.int32)
+    if values.min() < 0:
+        raise SegSEMError(f"{path}: negative labels; expected 0 for background and k > 0 for feature k")
+    return arr.astype(np.int32)
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Write a file through a temporary file in the same folder, then rename it into place.
+
+    Parameters
+    ----------
+    path : path
+    write : callable
+        Called with the temporary path; writes the content there.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write an 8- or 16-bit grayscale (or 8-bit RGB) image as PNG or TIFF, atomically."""
+    arr = np.asarray(image)
+    path = Path(path)
+
+    def _write(tmp: Path) -> None:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, arr)
+        else:
+            from PIL import Image
+
+            Image.fromarray(arr).save(tmp, format="PNG", optimize=True)
+
+    return atomic_write(path, _write)
+
+
+def write_mask(path: str | Path, labels: np.ndarray) -> Path:
+    """Write an instance label image: uint8 when labels fit, else uint16."""
+    lab = np.asarray(labels)
+    if lab.max(initial=0) > 65535:
+        raise SegSEMError(f"{path}: {int(lab.max())} labels do not fit a 16-bit mask")
+    return write_image(path, lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.uint16))
+
+
+# ----------------------------------------------------------------------------- targets
+
+def interior_point(mask: np.ndarray) -> tuple[float, float]:
+    """The most interior pixel of a mask (distance-transform maximum), as a point (x, y)."""
+    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    x, y = rc_to_xy(np.array([r, c]))
+    return float(x), float(y)
+
+
+@dataclass(frozen=True)
+class Design:
+    """What the design says about a target, for the gate's geometric check.
+
+    Attributes
+    ----------
+    area_px : float or None
+        Design area in pixels.
+    aspect : float or None
+        Long side over short side of the design's bounding box.
+    polygons : tuple of (K, 2) ndarray
+        Design polygons (x, y) in pixels, when a layout gives them.
+    """
+
+    area_px: float | None = None
+    aspect: float | None = None
+    polygons: tuple = ()
+
+    @property
+    def known(self) -> bool:
+        return self.area_px is not None or self.aspect is not None
+
+    def bbox_xyxy(self) -> tuple[float, float, float, float] | None:
+        """Bounding box (x0, y0, x1, y1) of the design polygons, in pixels."""
+        if not self.polygons:
+            return None
+        pts = np.vstack(self.polygons)
+        return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
+
+def design_from_polygons(polygons: list) -> Design:
+    """Area (shoelace) and bounding-box aspect of design polygons given as (x, y) points."""
+    polys = tuple(np.asarray(p, dtype=float).reshape(-1, 2) for p in polygons)
+    if not polys or any(len(p) < 3 for p in polys):
+        raise SegSEMError(f"design polygons {polygons!r:.60}: expected polygons of at least 3 (x, y) points")
+    area = sum(abs(0.5 * np.dot(p[:, 0], np.roll(p[:, 1], 1)) - 0.5 * np.dot(p[:, 1], np.roll(p[:, 0], 1)))
+               for p in polys)
+    pts = np.vstack(polys)
+    w, h = np.ptp(pts[:, 0]), np.ptp(pts[:, 1])
+    aspect = max(w, h) / min(w, h) if min(w, h) > 0 else None
+    return Design(area_px=float(area), aspect=aspect, polygons=polys)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One feature to segment in one image.
+
+    Attributes
+    ----------
+    stem : str
+        Image stem.
+    label : int or None
+        Ground-truth instance label (``None`` for inference-only data).
+    prompt_xy : (float, float)
+        Prompt point (x = column, y = row) in pixels.
+    design : Design
+    exposure_case : str or None
+    pixel_size_nm : float or None
+    split : str or None
+    """
+
+    stem: str
+    label: int | None
+    prompt_xy: tuple[float, float]
+    design: Design = field(default_factory=Design)
+    exposure_case: str | None = None
+    pixel_size_nm: float | None = None
+    split: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``stem:label``, unique within a dataset."""
+        return f"{self.stem}:{self.label if self.label is not None else 'p'}"
+
+
+def _fmt_case(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+class Dataset:
+    """A dataset folder in the documented format.
+
+    Parameters
+    ----------
+    root : path
+        The dataset folder, holding ``images/``.
+
+    Raises
+    ------
+    SegSEMError
+        If the folder or ``images/`` is missing, or ``meta.csv`` cannot be parsed.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        images_dir = self.root / "images"
+        if not self.root.is_dir():
+            raise SegSEMError(f"{self.root}: no such dataset folder")
+        if not images_dir.is_dir():
+            raise SegSEMError(f"{self.root}: expected an images/ folder in the dataset")
+        self.images: dict[str, Path] = {}
+        self.duplicates: list[tuple[Path, Path]] = []
+        for p in sorted(images_dir.iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+                if p.stem in self.images:
+                    self.duplicates.append((self.images[p.stem], p))
+                else:
+                    self.images[p.stem] = p
+        self.masks: dict[str, Path] = {}
+        masks_dir = self.root / "masks"
+        if masks_dir.is_dir():
+            for p in sorted(masks_dir.iterdir()):
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+                    self.masks.setdefault(p.stem, p)
+        self.meta = self._read_meta()
+
+    # -- metadata
+    def _read_meta(self):
+        import pandas as pd
+
+        path = self.root / "meta.csv"
+        if not path.exists():
+            return None
+        try:
+            meta = pd.read_csv(path, dtype={"stem": str})
+        except Exception as exc:
+            raise SegSEMError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+        if "stem" not in meta.columns:
+            raise SegSEMError(f"{path}: expected a 'stem' column, found {list(meta.columns)}")
+        for col in _NUMERIC:
+            if col in meta.columns and col != "exposure_case":
+                converted = pd.to_numeric(meta[col], errors="coerce")
+                bad = meta[col].notna() & converted.isna()
+                if bad.any():
+                    row = meta[bad].iloc[0]
+                    raise SegSEMError(f"{path}: stem {row['stem']}: {col}={row[col]!r} is not a number")
+                meta[col] = converted
+        return meta
+
+    @property
+    def stems(self) -> list[str]:
+        """Image stems, sorted."""
+        return list(self.images)
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the dataset has ground truth (a ``masks/`` folder with files)."""
+        return bool(self.masks)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def row(self, stem: str) -> dict[str, Any]:
+        """The meta.csv row of an image as a dict (empty when absent)."""
+        if self.meta is None:
+            return {}
+        rows = self.meta[self.meta["stem"] == stem]
+        if rows.empty:
+            return {}
+        return {k: v for k, v in rows.iloc[0].to_dict().items() if not (isinstance(v, float) and np.isnan(v))}
+
+    def split(self, name: str) -> list[str]:
+        """Stems in a split (``train``, ``val`` or ``test``); all stems if no split is given."""
+        if self.meta is None or "split" not in self.meta.columns:
+            return self.stems
+        chosen = set(self.meta.loc[self.meta["split"] == name, "stem"])
+        return [s for s in self.stems if s in chosen]
+
+    def pixel_size_nm(self, stem: str, default: float | None = None) -> float | None:
+        return float(self.row(stem).get("pixel_size_nm", default)) if self.row(stem).get("pixel_size_nm", default) else default
+
+    # -- files
+    def load_image(self, stem: str) -> np.ndarray:
+        """The image of ``stem``; see :func:`read_image`."""
+        if stem not in self.images:
+            raise SegSEMError(f"{self.root / 'images'}: no image with stem {stem!r}")
+        return read_image(self.images[stem])
+
+    def load_mask(self, stem: str) -> np.ndarray | None:
+        """The instance labels of ``stem``, or None for inference-only data."""
+        if stem not in self.masks:
+            if self.has_masks:
+                raise SegSEMError(f"{self.root / 'masks'}: no mask for image {self.images.get(stem, stem)}")
+            return None
+        return read_mask(self.masks[stem])
+
+    def load_layout(self, stem: str) -> dict[str, list] | None:
+        """The design polygons of ``stem`` by label, or None."""
+        path = self.root / "layout" / f"{stem}.json"
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            features = data["features"]
+            if not isinstance(features, dict):
+                raise TypeError("'features' is not an object")
+        except Exception as exc:
+            raise SegSEMError(f"{path}: expected {{\"features\": {{\"<label>\": [[[x, y], ...], ...]}}}} ({exc})") from None
+        return {str(k): v for k, v in features.items()}
+
+    # -- targets
+    def targets(self, stem: str, *, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None) -> list[Target]:
+        """The targets of one image.
+
+        Where meta.csv names ``target_label`` (and ``prompt_x``, ``prompt_y``), that feature
+        is the target and the point its prompt. Otherwise every instance that does not
+        touch the image border is a target, prompted at its most interior point.
+        Without masks, targets come from the meta prompt or the layout's features.
+
+        Parameters
+        ----------
+        stem : str
+        mask : (M, N) ndarray, optional
+            The instance labels, if already loaded.
+        shape : (rows, cols), optional
+            Image shape, for checking prompts; read from the mask when omitted.
+
+        Raises
+        ------
+        SegSEMError
+            For a target label missing from the mask, or a prompt outside the image or target.
+        """
+        if mask is None:
+            mask = self.load_mask(stem)
+        if shape is None and mask is not None:
+            shape = mask.shape
+        row = self.row(stem)
+        layout = self.load_layout(stem)
+        common = dict(
+            stem=stem,
+            exposure_case=_fmt_case(row.get("exposure_case")),
+            pixel_size_nm=float(row["pixel_size_nm"]) if "pixel_size_nm" in row else None,
+            split=row.get("split"),
+        )
+
+        def design_for(label: Any) -> Design:
+            if "design_area_px" in row or "design_aspect" in row:
+                d_layout = Design()
+                if layout and str(label) in layout:
+                    d_layout = design_from_polygons(layout[str(label)])
+                return Design(area_px=row.get("design_area_px"), aspect=row.get("design_aspect"),
+                              polygons=d_layout.polygons)
+            if layout and label is not None and str(label) in layout:
+                try:
+                    return design_from_polygons(layout[str(label)])
+                except SegSEMError as exc:
+                    raise SegSEMError(f"{self.root / 'layout' / (stem + '.json')}: feature {label}: {exc}") from None
+            return Design()
+
+        where = f"{self.root / 'meta.csv'}: stem {stem}"
+        prompt = None
+        if "prompt_x" in row or "prompt_y" in row:
+            if "prompt_x" not in row or "prompt_y" not in row:
+                raise SegSEMError(f"{where}: prompt needs both prompt_x and prompt_y")
+            prompt = (float(row["prompt_x"]), float(row["prompt_y"]))
+            if shape is not None and not point_in_image(prompt, shape):
+                raise SegSEMError(f"{where}: prompt (x={prompt[0]:g}, y={prompt[1]:g}) is outside the image of "
+                                  f"{shape[1]}x{shape[0]} px")
+        if "target_label" in row:
+            label = int(row["target_label"])
+            if mask is not None:
+                if not (mask == label).any():
+                    present = sorted(int(v) for v in np.unique(mask) if v)
+                    raise SegSEMError(f"{where}: target_label {label} is not in the mask (labels {present[:10]})")
+                if prompt is None:
+                    prompt = interior_point(mask == label)
+                elif mask[pixel_of_point(prompt)] != label:
+                    raise SegSEMError(f"{where}: prompt (x={prompt[0]:g}, y={prompt[1]:g}) is outside target {label}")
+            if prompt is None:
+                raise SegSEMError(f"{where}: target_label {label} without masks needs prompt_x and prompt_y")
+            return [Target(label=label, prompt_xy=prompt, design=design_for(label), **common)]
+        if prompt is not None:
+            label = int(mask[pixel_of_point(prompt)]) if mask is not None else None
+            if mask is not None and label == 0:
+                raise SegSEMError(f"{where}: prompt (x={prompt[0]:g}, y={prompt[1]:g}) is on background, not on a feature")
+            return [Target(label=label, prompt_xy=prompt, design=design_for(label), **common)]
+        if mask is not None:
+            out = []
+            objects = ndi.find_objects(mask)
+            for idx, sl in enumerate(objects):
+                if sl is None:
+                    continue
+                label = idx + 1
+                touches = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == mask.shape[0] or sl[1].stop == mask.shape[1]
+                if touches:
+                    continue
+                sub = mask[sl] == label
+                x, y = interior_point(sub)
+                prompt = (x + sl[1].start, y + sl[0].start)
+                out.append(Target(label=label, prompt_xy=prompt, design=design_for(label), **common))
+            return out
+        if layout:
+            out = []
+            for key, polys in layout.items():
+                design = design_for(key)
+                from skimage.draw import polygon as draw_polygon
+
+                if shape is None:
+                    raise SegSEMError(f"{where}: image shape needed to place layout prompts")
+                region = np.zeros(shape, bool)
+                for p in design.polygons:
+                    rr, cc = draw_polygon(p[:, 1], p[:, 0], shape)
+                    region[rr, cc] = True
+                if not region.any() or region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any():
+                    continue
+                label = int(key) if key.isdigit() else None
+                out.append(Target(label=label, prompt_xy=interior_point(region), design=design, **common))
+            return out
+        return []
+
+    def all_targets(self, stems: list[str] | None = None) -> list[Target]:
+        """Targets of many images (errors raise; see :func:`check_dataset` to list them all)."""
+        out = []
+        for stem in stems if stems is not None else self.stems:
+            out.extend(self.targets(stem))
+        return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+@dataclass
+class DatasetReport:
+    """What :func:`check_dataset` found.
+
+    Attributes
+    ----------
+    problems : list of str
+        One line per problem, naming the file and what is wrong.
+    warnings : list of str
+        Things that work but deserve a look (RGB images, images without targets).
+    summary : dict
+        Counts of images, targets, exposure cases, pixel sizes, bit depths and splits.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format_summary(self) -> str:
+        """The summary as aligned text lines."""
+        s = self.summary
+        lines = [
+            f"dataset        {s.get('root')}",
+            f"images         {s.get('images', 0)}",
+            f"targets        {s.get('targets', 0)}",
+            f"ground truth   {'yes' if s.get('has_masks') else 'no (inference only)'}",
+            f"exposure cases {_fmt_counts(s.get('exposure_cases', {}))}",
+            f"pixel size nm  {s.get('pixel_size_nm', '-')}",
+            f"bit depths     {_fmt_counts(s.get('bit_depths', {}))}",
+            f"image sizes    {_fmt_counts(s.get('image_sizes', {}))}",
+            f"splits         {_fmt_counts(s.get('splits', {}))}",
+        ]
+        return "\n".join(lines)
+
+
+def _fmt_counts(counts: dict) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+def check_dataset(root: str | Path) -> DatasetReport:
+    """Validate a dataset and summarise it.
+
+    Reads every image, mask, layout and meta row, and lists each problem on one line:
+    unreadable or truncated images, mask shapes that differ from their image, prompts
+    outside the image or the target, target labels missing from the mask, duplicate
+    stems, images without mask where masks exist, masks without image, an empty
+    dataset, and meta.csv rows for missing images.
+
+    Parameters
+    ----------
+    root : path
+
+    Returns
+    -------
+    DatasetReport
+    """
+    report = DatasetReport()
+    try:
+        ds = Dataset(root)
+    except SegSEMError as exc:
+        report.problems.append(str(exc))
+        return report
+    for first, second in ds.duplicates:
+        report.problems.append(f"{second}: duplicate stem {second.stem!r} (also {first.name})")
+    if not ds.images:
+        report.problems.append(f"{ds.root / 'images'}: empty dataset, no .png/.tif/.tiff images")
+    if ds.meta is not None:
+        meta_path = ds.root / "meta.csv"
+        dup = ds.meta["stem"][ds.meta["stem"].duplicated()]
+        for stem in dup.unique():
+            report.problems.append(f"{meta_path}: duplicate rows for stem {stem!r}")
+        for stem in ds.meta["stem"]:
+            if stem not in ds.images:
+                report.problems.append(f"{meta_path}: row for stem {stem!r} but no image images/{stem}.png|.tif|.tiff")
+        if "split" in ds.meta.columns:
+            for stem, value in zip(ds.meta["stem"], ds.meta["split"]):
+                if isinstance(value, str) and value not in SPLITS:
+                    report.problems.append(f"{meta_path}: stem {stem}: split {value!r}; expected train, val or test")
+        if "pixel_size_nm" in ds.meta.columns:
+            for stem, value in zip(ds.meta["stem"], ds.meta["pixel_size_nm"]):
+                if not np.isnan(value) and value <= 0:
+                    report.problems.append(f"{meta_path}: stem {stem}: pixel_size_nm {value:g}; expected > 0")
+    for stem in ds.masks:
+        if stem not in ds.images:
+            report.problems.append(f"{ds.masks[stem]}: mask without an image of stem {stem!r}")
+    bit_depths: Counter = Counter()
+    sizes: Counter = Counter()
+    cases: Counter = Counter()
+    splits: Counter = Counter()
+    pixel_sizes: list[float] = []
+    n_targets = 0
+    for stem, path in ds.images.items():
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image = read_image(path)
+            report.warnings.extend(str(w.message) for w in caught)
+        except SegSEMError as exc:
+            report.problems.append(str(exc))
+            continue
+        bit_depths[f"{image.dtype.itemsize * 8}-bit"] += 1
+        sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
+        row = ds.row(stem)
+        cases[_fmt_case(row.get("exposure_case")) or "-"] += 1
+        splits[row.get("split", "-")] += 1
+        if "pixel_size_nm" in row:
+            pixel_sizes.append(float(row["pixel_size_nm"]))
+        mask = None
+        if ds.has_masks:
+            if stem not in ds.masks:
+                report.problems.append(f"{path}: no mask masks/{stem}.png|.tif, but the dataset has masks")
+                continue
+            try:
+                mask = read_mask(ds.masks[stem])
+            except SegSEMError as exc:
+                report.problems.append(str(exc))
+                continue
+            if mask.shape != image.shape:
+                report.problems.append(
+                    f"{ds.masks[stem]}: mask shape {mask.shape[1]}x{mask.shape[0]} differs from its image "
+                    f"{image.shape[1]}x{image.shape[0]}")
+                continue
+        try:
+            targets = ds.targets(stem, mask=mask, shape=image.shape)
+        except SegSEMError as exc:
+            report.problems.append(str(exc))
+            continue
+        if not targets:
+            report.warnings.append(f"{path}: no targets (no meta prompt, and every feature touches the border)")
+        n_targets += len(targets)
+    report.summary = {
+        "root": str(ds.root),
+        "images": len(ds.images),
+        "targets": n_targets,
+        "has_masks": ds.has_masks,
+        "exposure_cases": dict(sorted(cases.items(), key=lambda kv: (len(kv[0]), kv[0]))),
+        "pixel_size_nm": (f"{min(pixel_sizes):g} to {max(pixel_sizes):g}" if pixel_sizes else "-"),
+        "bit_depths": dict(bit_depths),
+        "image_sizes": dict(sizes),
+        "splits": dict(splits),
+    }
+    return report
+
+
+def sample_dataset() -> Path:
+    """The path of the shipped sample dataset (60 synthetic CD-SEM images, 10 exposure cases).
+
+    In a source checkout this is the repository's ``data_samples/``. Where the package
+    is installed without it, the same images are regenerated once (same command, same
+    seed) into ``~/.cache/segsem_lite/data_samples``.
+    """
+    repo = Path(__file__).resolve().parent.parent / "data_samples"
+    if (repo / "meta.csv").exists():
+        return repo
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segsem_lite" / "data_samples"
+    if not (cache / "meta.csv").exists():
+        from .synth import write_dataset
+
+        write_dataset(cache, **SAMPLE_RECIPE)
+    return cache
+
+
+#: The exact recipe of ``data_samples/`` (also ``make data-samples``).
+SAMPLE_RECIPE = {"n_per_case": 6, "seed": 2025, "size": 512, "test_per_case": 1}

@@ -1,0 +1,245 @@
+"""The SegSEM decision pipeline: candidates, gate, fallback, refinement, contours.
+
+One composition point: the chapters, the CLI and the tests call :func:`segment_image`
+(or :func:`segment_target` for one target). The model is any object with the
+predictor's methods (:class:`MaskSource`), so this module never imports torch. With no
+model it is the standard (traditional) pipeline: Sauvola, refinement, contours.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .config import PipelineConfig
+from .contours import contours_to_nm, extract_contours, sobel_edges
+from .coords import point_in_image
+from .dataset import Design, Target
+from .errors import SegSEMError
+from .gate import GateDecision, gate_candidates
+from .morphology import refine_mask
+from .threshold import MIN_IMAGE_SIDE, fallback_mask
+
+__all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "SOURCES"]
+
+#: Where a final mask came from: the model (accepted by the gate), the fallback after the
+#: gate rejected every candidate, or the standard pipeline (no model).
+SOURCES = ("sam2", "fallback", "standard")
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """What the pipeline needs of a model: SAM2's predictor vocabulary.
+
+    ``set_image`` encodes an image once; ``predict`` returns K candidate masks at the
+    image's resolution, their predicted IoU and low-resolution logits, for a point
+    prompt given as ``point_coords`` (N, 2) points (x, y) with ``point_labels`` (N,).
+    """
+
+    name: str
+
+    def set_image(self, image: np.ndarray) -> None: ...
+
+    def predict(self, point_coords: np.ndarray, point_labels: np.ndarray, box: np.ndarray | None = None,
+                multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class SegmentationResult:
+    """The outcome for one target.
+
+    Attributes
+    ----------
+    prompt_xy : (float, float)
+    mask : (M, N) bool ndarray
+        Final refined mask.
+    contours : list of (K, 2) ndarray
+        Sub-pixel contours, points (x, y) in px, longest first.
+    edges : (M, N) bool ndarray
+        Sobel edge pixels of the final mask.
+    source : {"sam2", "fallback", "standard"}
+    decision : GateDecision or None
+        The gate's decision (None for the standard pipeline).
+    candidate_scores : list of float
+        Predicted IoU of each model candidate.
+    timings_ms : dict of str to float
+        Per stage: ``encode``, ``predict``, ``gate``, ``fallback``, ``refine``, ``contours``.
+    pixel_size_nm : float
+    label, stem : optional
+        The target's identity, when known.
+    """
+
+    prompt_xy: tuple[float, float]
+    mask: np.ndarray
+    contours: list[np.ndarray]
+    edges: np.ndarray
+    source: str
+    decision: GateDecision | None
+    candidate_scores: list[float]
+    timings_ms: dict[str, float]
+    pixel_size_nm: float
+    label: Any = None
+    stem: str | None = None
+    candidates: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def contours_nm(self) -> list[np.ndarray]:
+        """Contours in nm; see :func:`segsem_lite.contours.contours_to_nm`."""
+        return contours_to_nm(self.contours, self.pixel_size_nm)
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(self.timings_ms.values()))
+
+    @property
+    def gate_reasons(self) -> str:
+        """Why the gate decided as it did (empty for the standard pipeline)."""
+        return "" if self.decision is None else self.decision.summary()
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise SegSEMError(f"image of shape {img.shape}: expected a 2-D grayscale image")
+    if min(img.shape) < MIN_IMAGE_SIDE:
+        raise SegSEMError(f"image of {img.shape[1]}x{img.shape[0]} px: too small, expected at least "
+                          f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    return img
+
+
+def segment_target(
+    image: np.ndarray,
+    prompt_xy: tuple[float, float],
+    *,
+    design: Design | None = None,
+    model: MaskSource | None = None,
+    config: PipelineConfig = PipelineConfig(),
+    pixel_size_nm: float | None = None,
+    image_is_set: bool = False,
+    label: Any = None,
+    stem: str | None = None,
+    keep_candidates: bool = False,
+) -> SegmentationResult:
+    """Segment one target: model candidates through the gate, else the fallback; refine; contour.
+
+    Parameters
+    ----------
+    image : (M, N) uint8 or uint16 ndarray
+        Raw SEM image (not denoised: the model learns the noise texture).
+    prompt_xy : (float, float)
+        Prompt point (x = column, y = row) in pixels.
+    design : Design, optional
+        Design area and aspect for the gate's geometric check.
+    model : MaskSource, optional
+        Source of mask candidates; None runs the standard pipeline.
+    config : PipelineConfig
+    pixel_size_nm : float, optional
+        Defaults to ``config.pixel_size_nm``.
+    image_is_set : bool
+        The model already encoded this image (``model.set_image``).
+    label, stem : optional
+        Carried into the result.
+    keep_candidates : bool
+        Keep the model's candidate masks in the result (for figures).
+
+    Returns
+    -------
+    SegmentationResult
+
+    Raises
+    ------
+    SegSEMError
+        For an image that is not 2-D or too small, a prompt outside the image, or no
+        feature found near the prompt.
+    """
+    img = _check_image(image)
+    ps = float(pixel_size_nm) if pixel_size_nm else config.pixel_size_nm
+    if not point_in_image(prompt_xy, img.shape):
+        raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}) is outside the image of "
+                          f"{img.shape[1]}x{img.shape[0]} px")
+    timings: dict[str, float] = {}
+    decision = None
+    scores: list[float] = []
+    candidates = None
+    mask = None
+    if model is not None:
+        if not image_is_set:
+            t0 = time.perf_counter()
+            model.set_image(img)
+            timings["encode"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        masks, ious, _ = model.predict(np.array([prompt_xy], dtype=np.float32), np.array([1], dtype=np.int32),
+                                       multimask_output=True)
+        timings["predict"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        decision = gate_candidates(masks, ious, design=design, config=config.gate)
+        timings["gate"] = (time.perf_counter() - t0) * 1e3
+        scores = [float(s) for s in np.ravel(ious)]
+        candidates = np.asarray(masks, bool) if keep_candidates else None
+        if decision.accepted:
+            mask = np.asarray(masks[decision.accepted_index], bool)
+    source = "sam2" if mask is not None else ("fallback" if model is not None else "standard")
+    if mask is None:
+        t0 = time.perf_counter()
+        mask = fallback_mask(img, prompt_xy, config=config.fallback, pixel_size_nm=ps)
+        timings["fallback"] = (time.perf_counter() - t0) * 1e3
+        if not mask.any():
+            raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): no feature found within "
+                              f"{config.fallback.search_radius_nm:g} nm (background, or no contrast)")
+    t0 = time.perf_counter()
+    mask = refine_mask(mask, prompt_xy=prompt_xy, config=config.refine, pixel_size_nm=ps)
+    timings["refine"] = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    contours = extract_contours(mask)
+    edges = sobel_edges(mask)
+    timings["contours"] = (time.perf_counter() - t0) * 1e3
+    return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,
+                              source=source, decision=decision, candidate_scores=scores, timings_ms=timings,
+                              pixel_size_nm=ps, label=label, stem=stem, candidates=candidates)
+
+
+def segment_image(
+    image: np.ndarray,
+    targets: Sequence[Target],
+    *,
+    model: MaskSource | None = None,
+    config: PipelineConfig = PipelineConfig(),
+    keep_candidates: bool = False,
+) -> list[SegmentationResult | SegSEMError]:
+    """Segment every target of one image, encoding the image once.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    targets : sequence of Target
+    model : MaskSource, optional
+    config : PipelineConfig
+    keep_candidates : bool
+
+    Returns
+    -------
+    list
+        Per target, a :class:`SegmentationResult` or the :class:`SegSEMError` that
+        stopped it (a bad target never stops the others).
+    """
+    img = _check_image(image)
+    out: list[SegmentationResult | SegSEMError] = []
+    encode_ms = 0.0
+    if model is not None and targets:
+        t0 = time.perf_counter()
+        model.set_image(img)
+        encode_ms = (time.perf_counter() - t0) * 1e3
+    for i, t in enumerate(targets):
+        try:
+            res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
+                                 pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
+                                 keep_candidates=keep_candidates)
+            if model is not None:
+                res.timings_ms["encode"] = encode_ms / len(targets)
+            out.append(res)
+        except SegSEMError as exc:
+            out.append(exc)
+    return out
