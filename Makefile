@@ -28,7 +28,7 @@ test: setup
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
 book: setup
-	$(VENV)/bin/jupyter-book build . -W --keep-going -n
+	$(VENV)/bin/jupyter-book build . -W --keep-going
 
 data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1

@@ -72,6 +72,9 @@ class FallbackConfig:
     search_radius_nm : float
         How far from the prompt the nearest foreground component is looked for
         when the prompt itself falls on background.
+    max_area_fraction : float
+        A component larger than this fraction of the image is the background, not a
+        feature: the prompt missed.
     """
 
     window_nm: float = 21.0
@@ -80,6 +83,7 @@ class FallbackConfig:
     denoise_sigma_nm: float = 1.5
     polarity: str = "dark"
     search_radius_nm: float = 10.0
+    max_area_fraction: float = 0.4
 
     def __post_init__(self) -> None:
         _require(self.window_nm > 0, f"window_nm={self.window_nm!r}: expected a positive window in nm")
@@ -89,6 +93,8 @@ class FallbackConfig:
         _require(self.polarity in ("auto", "bright", "dark"),
                  f"polarity={self.polarity!r}: expected 'auto', 'bright' or 'dark'")
         _require(self.search_radius_nm >= 0, f"search_radius_nm={self.search_radius_nm!r}: expected >= 0")
+        _require(0 < self.max_area_fraction <= 1,
+                 f"max_area_fraction={self.max_area_fraction!r}: expected a fraction in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -178,4 +178,5 @@ def write_contours_gds(path: str | Path, contours: dict, *, stem: str, pixel_siz
         cell.add(gdstk.Polygon(xy, layer=layer, datatype=0))
         cx, cy = xy.mean(axis=0)
         cell.add(gdstk.Label(str(label), (cx, cy), layer=layer, texttype=0))
-    return atomic_write(path, lambda tmp: lib.write_gds(str(tmp)))
+    # GDSII boundaries hold up to 8190 vertices (gdstk's default fractures at 199)
+    return atomic_write(path, lambda tmp: lib.write_gds(str(tmp), max_points=8190))

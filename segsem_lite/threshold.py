@@ -175,7 +175,9 @@ def fallback_mask(
     Returns
     -------
     (M, N) bool ndarray
-        Empty when no feature lies within ``config.search_radius_nm`` of the prompt.
+        Empty when no feature lies within ``config.search_radius_nm`` of the prompt, or
+        when the component found covers more than ``config.max_area_fraction`` of the
+        image (the prompt is on the background).
 
     Raises
     ------
@@ -193,4 +195,7 @@ def fallback_mask(
     polarity = config.polarity if config.polarity != "auto" else _polarity_at(img, prompt_xy, window)
     fg = sauvola_mask(img, window_nm=config.window_nm, k=config.k, r=config.r,
                       pixel_size_nm=pixel_size_nm, polarity=polarity)
-    return component_at(fg, prompt_xy, search_radius_px=nm_to_px(config.search_radius_nm, pixel_size_nm))
+    comp = component_at(fg, prompt_xy, search_radius_px=nm_to_px(config.search_radius_nm, pixel_size_nm))
+    if np.count_nonzero(comp) > config.max_area_fraction * comp.size:
+        comp[:] = False  # the background, not a feature
+    return comp

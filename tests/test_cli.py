@@ -1,0 +1,96 @@
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from segsem_lite.cli import main
+from segsem_lite.dataset import write_image
+
+
+def _segsem(*args):
+    return subprocess.run([sys.executable, "-m", "segsem_lite.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_synth_then_check(tmp_path):
+    out = tmp_path / "d"
+    assert main(["synth", "--out", str(out), "--n-per-case", "1", "--seed", "3", "--size", "128",
+                 "--cases", "1,10", "--quiet"]) == 0
+    r = _segsem("data", "check", out)
+    assert r.returncode == 0, r.stderr
+    assert "images         2" in r.stdout and "1: 1, 10: 1" in r.stdout
+
+
+def test_check_bad_dataset_exits_non_zero_without_traceback(tmp_path, small_dataset):
+    ds = tmp_path / "bad"
+    shutil.copytree(small_dataset, ds)
+    img = sorted((ds / "images").iterdir())[0]
+    img.write_bytes(img.read_bytes()[:100])
+    r = _segsem("data", "check", ds)
+    assert r.returncode == 1
+    assert f"{img}: unreadable image" in r.stderr and "Traceback" not in r.stderr
+    r = _segsem("data", "check", tmp_path / "nowhere")
+    assert r.returncode == 1 and "no such dataset folder" in r.stderr
+
+
+def test_extract_survives_a_bad_image_and_resumes(tmp_path, small_dataset):
+    ds = tmp_path / "ds"
+    shutil.copytree(small_dataset, ds)
+    stems = sorted(p.stem for p in (ds / "images").iterdir())
+    (ds / "images" / f"{stems[0]}.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    r = _segsem("extract", ds, "--out", out, "--model", "traditional", "--quiet")
+    assert r.returncode == 1 and "unreadable image" in r.stderr and "Traceback" not in r.stderr
+    rows = list(csv.DictReader(open(out / "records.csv")))
+    assert rows[0]["stem"] == stems[0] and rows[0]["status"] == "error"
+    ok = [row for row in rows if row["status"] == "ok"]
+    assert len(ok) > 10 and all(row["source"] == "standard" for row in ok)
+    first = ok[0]
+    folder = out / first["stem"]
+    for suffix in (".mask.png", ".contours.json", ".gds", ".overlay.png"):
+        assert (folder / f"{first['label']}{suffix}").exists()
+    assert (folder / f"{first['stem']}.gds").exists() and (folder / f"{first['stem']}.contours.csv").exists()
+    doc = json.loads((folder / f"{first['label']}.contours.json").read_text())
+    assert doc["features"][first["label"]]["source"] == "standard"
+
+    # interrupt: forget the last image's rows, then resume; finished targets are not redone
+    keep = [row for row in rows if row["stem"] != stems[-1]]
+    with open(out / "records.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=rows[0].keys())
+        w.writeheader()
+        w.writerows(keep)
+    mtime = (folder / f"{first['label']}.mask.png").stat().st_mtime_ns
+    r = _segsem("extract", ds, "--out", out, "--model", "traditional", "--resume", "--quiet")
+    again = list(csv.DictReader(open(out / "records.csv")))
+    assert (folder / f"{first['label']}.mask.png").stat().st_mtime_ns == mtime
+    assert sorted((x["stem"], x["label"]) for x in again if x["status"] == "ok") == \
+        sorted((x["stem"], x["label"]) for x in ok)
+
+
+def test_evaluate_writes_table_one(tmp_path, small_dataset):
+    out = tmp_path / "ev"
+    r = _segsem("evaluate", small_dataset, "--out", out, "--model", "traditional", "--quiet")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("n", "standard", "segsem", "fallback_rate", "ms_per_image"):
+        assert key in s
+    assert set(s["standard"]) >= {"iou", "precision", "recall", "f1", "epe_px"}
+    assert s["standard"]["iou"] == pytest.approx(s["segsem"]["iou"]) and s["fallback_rate"] == 0
+    import pandas as pd
+
+    pc = pd.read_csv(out / "per_case.csv")
+    assert list(pc["exposure_case"]) == list(range(1, 11)) and pc["n"].sum() == s["n"]
+    assert {"iou_standard_mean", "iou_segsem_std", "fallback_count", "ms_per_image_segsem", "average_exposure"} <= set(pc)
+    assert "model: standard" in r.stdout
+
+
+def test_user_errors_are_one_line(tmp_path, small_dataset):
+    r = _segsem("evaluate", small_dataset, "--out", tmp_path / "x", "--model", "traditional", "--set", "gate.tau=3")
+    assert r.returncode == 2 and r.stderr.strip().startswith("segsem: error: gate.tau: unknown setting")
+    r = _segsem("evaluate", small_dataset, "--out", tmp_path / "x", "--model", "traditional",
+                "--set", "fallback.k=7")
+    assert r.returncode == 2 and "k=7: expected Sauvola's k in (-1, 1)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from segsem_lite.config import GateConfig
+from segsem_lite.dataset import Design
+from segsem_lite.gate import gate_candidates, mask_aspect
+
+
+def _rect(h, w, shape=(40, 40), at=(5, 5)):
+    m = np.zeros(shape, bool)
+    m[at[0]: at[0] + h, at[1]: at[1] + w] = True
+    return m
+
+
+def test_best_scoring_passing_candidate_is_accepted():
+    good = _rect(10, 20)
+    two = good | _rect(3, 3, at=(30, 30))
+    d = gate_candidates(np.stack([two, good, good]), np.array([0.99, 0.93, 0.95]), design=Design(area_px=200, aspect=2.0))
+    assert d.accepted_index == 2
+    assert d.checks[0].failed == ("topology",)
+    assert "2 connected regions" in d.checks[0].reasons[0]
+
+
+def test_each_check_can_reject():
+    cfg = GateConfig(tau_conf=0.9, area_tolerance=0.2, aspect_tolerance=0.2)
+    design = Design(area_px=200, aspect=2.0)
+    low = gate_candidates(_rect(10, 20)[None], np.array([0.5]), design=design, config=cfg)
+    assert not low.accepted and low.failed_checks == ("confidence",)
+    big = gate_candidates(_rect(20, 20)[None], np.array([0.95]), design=design, config=cfg)
+    assert big.failed_checks == ("geometry",) and "area 400 px" in big.summary() and "aspect 1.00" in big.summary()
+    empty = gate_candidates(np.zeros((1, 40, 40), bool), np.array([0.95]), design=design, config=cfg)
+    assert empty.failed_checks == ("topology",)
+
+
+def test_geometry_skipped_without_design():
+    d = gate_candidates(_rect(30, 30)[None], np.array([0.95]))
+    assert d.accepted and d.summary().startswith("accepted candidate 0")
+
+
+def test_threshold_is_inclusive_and_validated():
+    assert gate_candidates(_rect(5, 5)[None], np.array([0.9])).accepted
+    with pytest.raises(ValueError, match="tau_conf"):
+        GateConfig(tau_conf=1.5)
+
+
+def test_mask_aspect():
+    assert mask_aspect(_rect(10, 30)) == pytest.approx(3.0)
+    assert mask_aspect(np.zeros((3, 3), bool)) is None

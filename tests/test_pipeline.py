@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+
+from segsem_lite import (
+    Dataset,
+    Design,
+    GateConfig,
+    PipelineConfig,
+    SegSEMError,
+    mask_scores,
+    segment_image,
+    segment_target,
+)
+from segsem_lite.pipeline import MaskSource
+from segsem_lite.synth import make_sample
+
+
+class CandidateTable:
+    """A MaskSource whose candidates are given up front: tests the gate wiring, not a model."""
+
+    name = "table"
+
+    def __init__(self, masks, scores):
+        self.masks, self.scores, self.images = np.asarray(masks), np.asarray(scores, float), 0
+
+    def set_image(self, image):
+        self.images += 1
+
+    def predict(self, point_coords, point_labels, box=None, multimask_output=True):
+        return self.masks, self.scores, np.zeros((len(self.scores), 4, 4))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_sample(2, 31, size=256, kind="iso_line")
+
+
+def _target(sample):
+    from segsem_lite.dataset import interior_point
+
+    label = int(np.unique(sample.instances)[1])
+    return label, interior_point(sample.instances == label)
+
+
+def test_standard_pipeline_segments_a_feature(sample):
+    label, prompt = _target(sample)
+    r = segment_target(sample.image, prompt, pixel_size_nm=sample.pixel_size_nm)
+    assert r.source == "standard" and r.decision is None
+    assert mask_scores(r.mask, sample.instances == label).iou > 0.6
+    assert r.contours and set(r.timings_ms) == {"fallback", "refine", "contours"}
+    assert r.edges.sum() > 0 and not (r.edges & ~r.mask).any()
+
+
+def test_model_candidate_accepted_or_fallback(sample):
+    label, prompt = _target(sample)
+    truth = sample.instances == label
+    assert isinstance(CandidateTable([truth], [0.95]), MaskSource)
+    fragments = truth.copy()
+    fragments[2:6, 2:6] = True  # a spurious fragment
+    accepted = segment_target(sample.image, prompt, model=CandidateTable([truth, fragments], [0.95, 0.99]))
+    assert accepted.source == "sam2" and accepted.decision.accepted_index == 0
+    assert accepted.decision.checks[1].failed == ("topology",)
+    assert mask_scores(accepted.mask, truth).iou > 0.99
+    assert set(accepted.timings_ms) >= {"encode", "predict", "gate", "refine", "contours"}
+    rejected = segment_target(sample.image, prompt, model=CandidateTable([truth], [0.5]))
+    assert rejected.source == "fallback" and "confidence" in rejected.gate_reasons
+    strict = PipelineConfig(gate=GateConfig(tau_conf=0.0, area_tolerance=0.05))
+    geo = segment_target(sample.image, prompt, model=CandidateTable([truth], [0.99]),
+                         design=Design(area_px=truth.sum() * 2.0), config=strict)
+    assert geo.source == "fallback" and geo.decision.failed_checks == ("geometry",)
+
+
+def test_segment_image_encodes_once_and_isolates_bad_targets(sample):
+    from segsem_lite.dataset import Target
+
+    label, prompt = _target(sample)
+    table = CandidateTable([sample.instances == label], [0.97])
+    targets = [Target("s", label, prompt), Target("s", 99, (1e4, 5.0)), Target("s", label, prompt)]
+    out = segment_image(sample.image, targets, model=table)
+    assert table.images == 1
+    assert isinstance(out[1], SegSEMError) and "outside the image" in str(out[1])
+    assert out[0].source == out[2].source == "sam2"
+
+
+@pytest.mark.parametrize("kind", ["black", "white", "noise", "sixteen"])
+def test_degenerate_images_give_a_result_or_a_clear_error(kind):
+    rng = np.random.default_rng(0)
+    img = {"black": np.zeros((64, 64), np.uint8), "white": np.full((64, 64), 255, np.uint8),
+           "noise": rng.integers(0, 256, (64, 64), dtype=np.uint8),
+           "sixteen": (rng.integers(0, 65536, (64, 64))).astype(np.uint16)}[kind]
+    try:
+        r = segment_target(img, (32.0, 32.0))
+        assert r.mask[32, 32] or r.mask.any()
+    except SegSEMError as exc:
+        assert "no feature found" in str(exc)
+
+
+def test_sixteen_bit_matches_eight_bit(sample):
+    label, prompt = _target(sample)
+    r8 = segment_target(sample.image, prompt)
+    r16 = segment_target(sample.image.astype(np.uint16) * 257, prompt)
+    np.testing.assert_array_equal(r8.mask, r16.mask)
+
+
+def test_tiny_and_large_images():
+    with pytest.raises(SegSEMError, match="1x1 px: too small"):
+        segment_target(np.zeros((1, 1), np.uint8), (0.0, 0.0))
+    big = np.full((4096, 4096), 40, np.uint8)
+    big[2000:2100, 1000:3000] = 200
+    big[2003:2097, 1003:2997] = 90
+    r = segment_target(big, (2000.0, 2050.0))
+    assert r.mask[2050, 2000] and 150_000 < r.mask.sum() < 200_000
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_prompt_on_background_is_a_clear_error(sample, flat):
+    img = np.full((64, 64), 100, np.uint8) if flat else sample.image
+    with pytest.raises(SegSEMError, match=r"prompt \(x=5, y=5\): no feature found"):
+        segment_target(img, (5.0, 5.0))
+
+
+def test_design_mismatch_sends_to_fallback_not_crash(sample):
+    label, prompt = _target(sample)
+    truth = sample.instances == label
+    r = segment_target(sample.image, prompt, model=CandidateTable([truth], [0.99]),
+                       design=Design(area_px=10.0, aspect=9.0))
+    assert r.source == "fallback" and "geometry" in r.gate_reasons
+
+
+def test_dataset_targets_run_end_to_end(small_dataset):
+    ds = Dataset(small_dataset)
+    stem = ds.split("test")[0]
+    mask = ds.load_mask(stem)
+    out = segment_image(ds.load_image(stem), ds.targets(stem, mask=mask))
+    assert out and all(not isinstance(r, Exception) for r in out)
+    assert np.mean([mask_scores(r.mask, mask == r.label).iou for r in out]) > 0.5

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from segsem_lite.dataset import check_dataset
+from segsem_lite.metrics import average_exposure
+from segsem_lite.synth import EXPOSURE_CASES, LAYOUT_KINDS, exposure_case, make_sample
+from segsem_lite.synth.layout import make_layout, rasterize_features
+from segsem_lite.synth.lithography import print_pattern
+
+
+def test_deterministic_for_a_seed():
+    a = make_sample(4, 123, size=128)
+    b = make_sample(4, 123, size=128)
+    c = make_sample(4, 124, size=128)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.instances, b.instances)
+    assert not np.array_equal(a.image, c.image)
+
+
+@pytest.mark.parametrize("kind", LAYOUT_KINDS)
+def test_every_kind_prints_features_inside_the_field(kind):
+    s = make_sample(1, 5, size=256, kind=kind)
+    labels = set(np.unique(s.instances)) - {0}
+    assert labels and labels <= {f.label for f in s.clip.features}
+    assert s.image.dtype == np.uint8 and s.image.shape == (256, 256)
+    assert s.clip.tone == ("hole" if kind == "contacts" else "line")
+
+
+def test_rasterize_exact_coverage():
+    from segsem_lite.synth.layout import Feature, LayoutClip
+
+    clip = LayoutClip("x", "line", (Feature(1, ((1.5, 0.0, 3.0, 2.0),)),), 4.0)
+    cov, labels = rasterize_features(clip, (4, 4), 1.0)
+    np.testing.assert_allclose(cov[0], [0, 0.5, 1, 0])
+    assert labels[0].tolist() == [0, 1, 1, 0] and cov[2:].sum() == 0
+
+
+def test_cd_moves_with_dose():
+    clip = make_layout("iso_line", np.random.default_rng(0), 256.0)
+    cov, _ = rasterize_features(clip, (256, 256), 1.0)
+    from segsem_lite.synth.lithography import aerial_image
+
+    aerial = aerial_image(cov, blur_nm=9, defocus_nm=0, pixel_size_nm=1.0)
+    areas = [print_pattern(aerial, tone="line", dose=d, ler_nm=0, blur_nm=9, pixel_size_nm=1.0,
+                           rng=np.random.default_rng(0)).sum() for d in (0.9, 1.0, 1.1)]
+    assert areas[0] > areas[1] > areas[2]  # more dose, thinner resist lines
+    holes = [print_pattern(aerial, tone="hole", dose=d, ler_nm=0, blur_nm=9, pixel_size_nm=1.0,
+                           rng=np.random.default_rng(0)).sum() for d in (0.9, 1.1)]
+    assert holes[0] < holes[1]  # more dose, larger openings
+
+
+def test_cases_get_harder():
+    assert [c.case for c in EXPOSURE_CASES] == list(range(1, 11))
+    assert EXPOSURE_CASES[0].frames > EXPOSURE_CASES[-1].frames
+    assert EXPOSURE_CASES[0].material_contrast > EXPOSURE_CASES[-1].material_contrast
+    noise = [average_exposure(make_sample(c, 9, size=128, kind="iso_line").image) for c in (1, 10)]
+    assert noise[1] > 3 * noise[0]
+    with pytest.raises(ValueError, match="exposure case"):
+        exposure_case(11)
+
+
+def test_edge_effect_brightens_edges():
+    s = make_sample(1, 2, size=256, kind="iso_line")
+    from scipy import ndimage as ndi
+
+    fg = s.instances > 0
+    edge = fg & ~ndi.binary_erosion(fg, iterations=2)
+    inside = ndi.binary_erosion(fg, iterations=8)
+    assert s.image[edge].mean() > s.image[inside].mean() + 20
+
+
+def test_sixteen_bit(tmp_path):
+    s = make_sample(2, 1, size=64, bit_depth=16)
+    assert s.image.dtype == np.uint16 and s.image.max() > 255
+
+
+def test_written_dataset_is_valid(small_dataset):
+    report = check_dataset(small_dataset)
+    assert report.ok and report.summary["pixel_size_nm"] != "-"
