@@ -1,0 +1,88 @@
+"""Every chapter of the book runs with papermill, with small parameters (issue: the book).
+
+Chapters are MyST notebooks; papermill reads the notebook jupytext makes of them in memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import jupytext
+import papermill
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _chapters() -> list[Path]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [ROOT / f"{f}.md" for f in files]
+
+
+def _code_chapters() -> list[Path]:
+    return [p for p in _chapters() if "{code-cell}" in p.read_text()]
+
+
+#: Small parameters per chapter for CI, and parameter sets that force branches.
+RUNS = {
+    "01_introduction": [{}],
+    "02_sem_images": [{"size": 128, "n_per_case": 2, "stages_case": 10}],
+    "08_contours_for_opc": [{"stem": "case10_005"}],
+}
+
+
+def test_every_chapter_has_a_run():
+    assert {p.stem for p in _code_chapters()} == set(RUNS)
+
+
+@pytest.mark.parametrize("chapter", _code_chapters(), ids=lambda p: p.stem)
+def test_chapter_shape(chapter):
+    nb = jupytext.read(chapter)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one parameters cell"
+    for line in tagged[0].source.splitlines():
+        if line.strip():
+            node = ast.parse(line.split("#")[0]).body[0]
+            assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), line
+            assert "#" in line, f"parameter without a comment: {line}"
+    for c in code:
+        assert not re.search(r"^\s*(def|class) ", c.source, re.M), "no def or class in chapters"
+        assert "!pip" not in c.source and "os.environ" not in c.source
+    headings = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    text = "\n".join(headings)
+    assert len(re.findall(r"^# ", text, re.M)) == 1
+    for section in ("## Overview", "## Imports", "## Parameters", "## Checks"):
+        assert section in text, section
+    checks_at = max(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Checks" in c.source)
+    assert nb.cells[checks_at + 1].cell_type == "code" and "assert" in nb.cells[checks_at + 1].source
+
+
+@pytest.mark.parametrize(
+    "chapter, params",
+    [(ROOT / "book" / f"{name}.md", p) for name, runs in RUNS.items() for p in runs],
+    ids=lambda v: v.stem if isinstance(v, Path) else ",".join(f"{k}={v[k]}" for k in v) or "defaults",
+)
+def test_chapter_runs(chapter, params, tmp_path):
+    nb = jupytext.read(chapter)
+    accepted = papermill.inspect_notebook(nb)
+    params = dict(params)
+    if "out_dir" in accepted:
+        params.setdefault("out_dir", str(tmp_path / "out"))
+    unknown = set(params) - set(accepted)
+    assert not unknown, f"unknown parameters {unknown}"
+    papermill.execute_notebook(nb, str(tmp_path / f"{chapter.stem}.ipynb"), parameters=params,
+                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+
+
+def test_bad_parameter_fails_at_the_top(tmp_path):
+    nb = jupytext.read(ROOT / "book" / "08_contours_for_opc.md")
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(nb, str(tmp_path / "x.ipynb"), parameters={"data_dir": str(tmp_path / "none")},
+                                   kernel_name="python3", progress_bar=False)
+    assert "no such dataset folder" in str(info.value)
+    assert info.value.exec_count <= 4  # imports, parameters, injected parameters, then the check
