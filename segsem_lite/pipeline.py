@@ -37,6 +37,8 @@ class MaskSource(Protocol):
     ``set_image`` encodes an image once; ``predict`` returns K candidate masks at the
     image's resolution, their predicted IoU and low-resolution logits, for a point
     prompt given as ``point_coords`` (N, 2) points (x, y) with ``point_labels`` (N,).
+    ``region_xyxy``, the design's bounding box when known, tells a model that looks
+    through a window where the target is; models may ignore it.
     """
 
     name: str
@@ -44,7 +46,8 @@ class MaskSource(Protocol):
     def set_image(self, image: np.ndarray) -> None: ...
 
     def predict(self, point_coords: np.ndarray, point_labels: np.ndarray, box: np.ndarray | None = None,
-                multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+                multimask_output: bool = True, region_xyxy: tuple | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -171,8 +174,9 @@ def segment_target(
             model.set_image(img)
             timings["encode"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
+        region = design.bbox_xyxy() if design is not None else None
         masks, ious, _ = model.predict(np.array([prompt_xy], dtype=np.float32), np.array([1], dtype=np.int32),
-                                       multimask_output=True)
+                                       multimask_output=True, region_xyxy=region)
         timings["predict"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         decision = gate_candidates(masks, ious, design=design, config=config.gate)

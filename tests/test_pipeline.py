@@ -26,7 +26,7 @@ class CandidateTable:
     def set_image(self, image):
         self.images += 1
 
-    def predict(self, point_coords, point_labels, box=None, multimask_output=True):
+    def predict(self, point_coords, point_labels, box=None, multimask_output=True, region_xyxy=None):
         return self.masks, self.scores, np.zeros((len(self.scores), 4, 4))
 
 

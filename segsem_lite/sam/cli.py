@@ -1,0 +1,78 @@
+"""``segsem finetune`` and ``segsem models``: the SAM2 engine's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_subcommands"]
+
+
+def _cmd_finetune(args) -> int:
+    import torch
+
+    from .. import sam
+    from .finetune import FinetuneConfig, finetune
+    from .losses import LossWeights
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = FinetuneConfig(train=args.train, lr=args.lr, max_steps=args.steps, batch_size=args.batch_size,
+                         val_every=args.val_every, patience=args.patience, augment=not args.no_augment,
+                         seed=args.seed, save_every=args.save_every, schedule=args.schedule,
+                         warmup_steps=args.warmup, weights=LossWeights(iou_reward=args.lambda_iou,
+                                                                        count=args.lambda_count, epe=args.lambda_epe))
+    model, spec = sam.load_model(args.model, checkpoint=args.checkpoint, device="cpu")
+    result = finetune(model, spec, args.dataset, args.out, config=cfg, device=args.device, resume=args.resume,
+                      base_name=args.model, progress=not args.quiet)
+    trainable = sum(c["trainable"] for c in result.parameter_counts.values())
+    total = sum(c["total"] for c in result.parameter_counts.values())
+    print(f"{result.steps} steps ({'stopped early' if result.stopped_early else 'done'}) in {result.wall_time_s:.0f} s; "
+          f"trained {trainable:,} of {total:,} parameters ({args.train}); best validation IoU "
+          f"{result.best_val_iou:.3f} at step {result.best_step}; checkpoint {result.best_checkpoint}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .models import BUILTIN_MODELS, OFFICIAL_CONFIGS
+
+    for name, path in BUILTIN_MODELS.items():
+        print(f"{name:18s} built-in  {'shipped' if path.exists() else 'not shipped in this installation'}")
+    print(f"{'mini-scratch':18s} built-in  random initialisation of the small configuration (a training start)")
+    for name, cfg in OFFICIAL_CONFIGS.items():
+        print(f"{name:18s} official  {cfg} (needs --checkpoint in Meta's format)")
+    print(f"{'traditional':18s} no model  the standard Sauvola pipeline")
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    """Add ``finetune`` and ``models`` to the ``segsem`` parser."""
+    p = sub.add_parser("finetune", help="fine-tune SAM2 on a dataset (encoders only: the paper's method)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--model", required=True, help="starting model: a built-in name, mini-scratch, a project "
+                                                  "checkpoint, or an official config name with --checkpoint")
+    p.add_argument("--checkpoint", help="checkpoint in Meta's format for an official config name")
+    p.add_argument("--train", choices=("encoders", "decoder", "all"), default="encoders")
+    p.add_argument("--out", required=True, type=Path, help="run folder (log.csv, best.pt, last.pt)")
+    p.add_argument("--steps", type=int, default=1000, help="at most this many steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--val-every", type=int, default=50)
+    p.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
+    p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints")
+    p.add_argument("--lambda-iou", type=float, default=0.5)
+    p.add_argument("--lambda-count", type=float, default=0.5)
+    p.add_argument("--lambda-epe", type=float, default=0.01)
+    p.add_argument("--no-augment", action="store_true", help="no flips or rotations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("models", help="list the models --model accepts")
+    p.set_defaults(func=_cmd_models)

@@ -1,0 +1,511 @@
+"""Selective fine-tuning of SAM2 (SegSEM III-B1): train the encoders, freeze the mask decoder.
+
+Training calls the model's modules directly (the image predictor runs under ``no_grad``).
+Each step samples, for every target in the batch, one random positive point inside its
+mask, afresh every step: the paper's implicit augmentation. AdamW, early stopping on
+validation IoU with patience, optional flips and 90-degree rotations, seeded, resumable,
+and data parallel under ``torchrun`` (gloo on CPU, nccl on CUDA, hccl on NPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..dataset import Dataset, Target, atomic_write, interior_point
+from ..errors import SegSEMError
+from .devices import autocast, distributed_backend, resolve_device
+from .forward import SamForward, normalise, upsample_logits, window_for
+from .losses import LossWeights, outside_region, segsem_loss, signed_distance
+from .models import ModelSpec, module_parameter_counts, save_checkpoint
+
+__all__ = ["TRAIN_MODES", "FinetuneConfig", "set_trainable", "TargetSampler", "finetune", "FinetuneResult"]
+
+#: What each mode trains; everything else is frozen.
+TRAIN_MODES = {
+    "encoders": ("image_encoder", "sam_prompt_encoder"),
+    "decoder": ("sam_mask_decoder",),
+    "all": ("image_encoder", "sam_prompt_encoder", "sam_mask_decoder", "no_mem_embed"),
+}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of a fine-tuning run.
+
+    Attributes
+    ----------
+    train : {"encoders", "decoder", "all"}
+        ``encoders`` is the paper's: image and prompt encoders trained, mask decoder frozen.
+    lr : float
+        AdamW learning rate (the paper: 1e-5 for SAM2-L).
+    weight_decay : float
+    schedule : {"constant", "cosine"}
+        Learning rate after ``warmup_steps`` of linear warm-up.
+    warmup_steps : int
+    max_steps : int
+        At most this many steps (the paper stopped early, under 1000).
+    batch_size : int
+        Targets per step (per process under torchrun).
+    val_every : int
+        Steps between validations.
+    patience : int
+        Validations without improvement before stopping; 0 never stops early.
+    augment : bool
+        Random flips and 90-degree rotations.
+    jitter : float
+        Random shift and scale of the input window, as a fraction of its side.
+    seed : int
+    save_every : int
+        Steps between resumable checkpoints (``last.pt``).
+    val_fraction : float
+        Share of training images held out for validation when the dataset has no ``val`` split.
+    max_val_targets : int
+    weights : LossWeights
+    """
+
+    train: str = "encoders"
+    lr: float = 1e-5
+    weight_decay: float = 1e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    max_steps: int = 1000
+    batch_size: int = 4
+    val_every: int = 50
+    patience: int = 5
+    augment: bool = True
+    jitter: float = 0.1
+    seed: int = 0
+    save_every: int = 50
+    val_fraction: float = 0.2
+    max_val_targets: int = 64
+    weights: LossWeights = field(default_factory=LossWeights)
+
+    def __post_init__(self) -> None:
+        if self.train not in TRAIN_MODES:
+            raise SegSEMError(f"train={self.train!r}: expected one of {', '.join(TRAIN_MODES)}")
+        if self.schedule not in ("constant", "cosine"):
+            raise SegSEMError(f"schedule={self.schedule!r}: expected 'constant' or 'cosine'")
+        for name in ("max_steps", "batch_size", "val_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise SegSEMError(f"{name}={getattr(self, name)!r}: expected at least 1")
+        if not self.lr > 0:
+            raise SegSEMError(f"lr={self.lr!r}: expected a positive learning rate")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        d = dict(d)
+        d["weights"] = LossWeights(**d.get("weights", {}))
+        return cls(**d)
+
+
+def set_trainable(model, mode: str) -> dict[str, dict[str, int]]:
+    """Freeze everything but the modules of ``mode``; return the parameter counts per module."""
+    if mode not in TRAIN_MODES:
+        raise SegSEMError(f"train={mode!r}: expected one of {', '.join(TRAIN_MODES)}")
+    keep = TRAIN_MODES[mode]
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.split(".")[0] in keep)
+    return module_parameter_counts(model)
+
+
+@dataclass
+class _Item:
+    image: np.ndarray
+    mask: np.ndarray  # bool, the target's instance
+    target: Target
+
+
+class TargetSampler:
+    """Training and validation samples from a dataset's targets.
+
+    Parameters
+    ----------
+    items : list
+        (image, instance mask, target) of each target.
+    spec : ModelSpec
+        Input size and policy.
+    """
+
+    def __init__(self, items: list[_Item], spec: ModelSpec):
+        if not items:
+            raise SegSEMError("no training targets: the dataset's images have no targets with masks")
+        self.items, self.spec = items, spec
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, stems: list[str], spec: ModelSpec) -> "TargetSampler":
+        items = []
+        for stem in stems:
+            image = ds.load_image(stem)
+            labels = ds.load_mask(stem)
+            if labels is None:
+                raise SegSEMError(f"{ds.images[stem]}: fine-tuning needs a mask for every training image")
+            for t in ds.targets(stem, mask=labels, shape=image.shape):
+                items.append(_Item(image, labels == t.label, t))
+        return cls(items, spec)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float):
+        rows, cols = np.nonzero(item.mask)
+        region = item.target.design.bbox_xyxy() or (cols.min(), rows.min(), cols.max(), rows.max())
+        win = window_for(item.image.shape, self.spec.image_size, self.spec.input, point_xy=item.target.prompt_xy,
+                         region_xyxy=region)
+        if rng is not None and jitter > 0 and self.spec.input.mode == "window":
+            side = int(round(win.side * np.exp(rng.uniform(-jitter, jitter))))
+            dx, dy = rng.uniform(-jitter, jitter, 2) * win.side
+            cx, cy = win.x0 + win.side / 2 + dx, win.y0 + win.side / 2 + dy
+            win = type(win)(int(round(cx - side / 2)), int(round(cy - side / 2)), side, win.size)
+        return win
+
+    def sample(self, item: _Item, *, rng: np.random.Generator | None, augment: bool = False, jitter: float = 0.0,
+               point_xy: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+        """One training example: input image, target at input size, one positive point.
+
+        With ``rng`` the point is drawn uniformly inside the target (afresh each call); without,
+        ``point_xy`` or the target's most interior point is used.
+        """
+        s = self.spec.image_size
+        win = self._window(item, rng, jitter)
+        if self.spec.input.mode == "whole":
+            img = item.image
+            tgt = cv2.resize(item.mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA) > 0.5
+            scale = np.array([s / item.image.shape[1], s / item.image.shape[0]])
+
+            def to_in(p):
+                return (np.asarray(p, float) + 0.5) * scale
+        else:
+            img = win.crop(item.image)
+            tgt = cv2.resize(win.crop(item.mask.astype(np.uint8)).astype(np.float32), (s, s),
+                             interpolation=cv2.INTER_AREA) > 0.5
+            to_in = win.to_input
+        if not tgt.any():  # the target vanished at this scale: fall back to its interior point
+            tgt[int(s / 2), int(s / 2)] = True
+        if rng is not None:
+            rr, cc = np.nonzero(tgt)
+            i = int(rng.integers(len(rr)))
+            point = np.array([cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5)]) + 0.5
+        else:
+            point = to_in(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
+            if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
+                x, y = interior_point(tgt)
+                point = np.array([x + 0.5, y + 0.5])
+        x = normalise(img, s).numpy()
+        if augment and rng is not None:
+            k = int(rng.integers(4))
+            flip = bool(rng.integers(2))
+            x, tgt, point = _rot_flip(x, tgt, point, k, flip, s)
+        return {"image": x, "target": tgt, "point": point.astype(np.float32)}
+
+
+def _rot_flip(x: np.ndarray, tgt: np.ndarray, point: np.ndarray, k: int, flip: bool, s: int):
+    """Rotate by k*90 degrees counter-clockwise and flip left-right, image, mask and point (x, y) alike."""
+    px, py = point
+    for _ in range(k):
+        x = np.rot90(x, 1, axes=(1, 2))
+        tgt = np.rot90(tgt, 1)
+        px, py = py, s - px  # rot90 CCW: (x, y) -> (y, s - x) in continuous input coordinates
+    if flip:
+        x = x[:, :, ::-1]
+        tgt = tgt[:, ::-1]
+        px = s - px
+    return np.ascontiguousarray(x), np.ascontiguousarray(tgt), np.array([px, py])
+
+
+def _collate(samples: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
+    targets = np.stack([s["target"] for s in samples])
+    return {
+        "images": torch.from_numpy(np.stack([s["image"] for s in samples])).to(device),
+        "targets": torch.from_numpy(targets.astype(np.float32)).to(device),
+        "points": torch.from_numpy(np.stack([s["point"] for s in samples])[:, None, :]).to(device),
+        "labels": torch.ones(len(samples), 1, dtype=torch.int32, device=device),
+        "sdf": torch.from_numpy(np.stack([signed_distance(t) for t in targets])).to(device),
+        "outside": torch.from_numpy(np.stack([outside_region(t) for t in targets])).to(device),
+    }
+
+
+def _lr_at(step: int, cfg: FinetuneConfig) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return cfg.lr
+
+
+@torch.no_grad()
+def evaluate_sampler(fwd: SamForward, sampler: TargetSampler, device: torch.device, *, batch_size: int = 8,
+                     limit: int | None = None) -> dict[str, float]:
+    """Validation at the model's input: IoU of the candidate with the highest predicted IoU
+    (what the gate looks at first), the best-of-K IoU, and the mean predicted IoU."""
+    was = fwd.training
+    fwd.eval()
+    items = sampler.items[:limit] if limit else sampler.items
+    chosen, best, pred = [], [], []
+    for i in range(0, len(items), batch_size):
+        batch = _collate([sampler.sample(it, rng=None) for it in items[i:i + batch_size]], device)
+        with autocast(device):
+            low, iou = fwd(batch["images"], batch["points"], batch["labels"])
+        logits = upsample_logits(low.float(), fwd.size)
+        t = batch["targets"][:, None].bool()
+        p = logits > 0
+        ious = ((p & t).flatten(2).sum(-1) / (p | t).flatten(2).sum(-1).clamp(min=1)).float()
+        top = iou.float().argmax(1)
+        chosen.extend(ious.gather(1, top[:, None]).squeeze(1).tolist())
+        best.extend(ious.max(1).values.tolist())
+        pred.extend(iou.float().gather(1, top[:, None]).squeeze(1).tolist())
+    fwd.train(was)
+    return {"val_iou": float(np.mean(chosen)), "val_iou_best_of_k": float(np.mean(best)),
+            "val_pred_iou": float(np.mean(pred))}
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced: the run folder, the best checkpoint, the log rows, the counts."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    best_val_iou: float
+    best_step: int
+    steps: int
+    stopped_early: bool
+    log: list[dict]
+    parameter_counts: dict
+    wall_time_s: float
+
+
+LOG_FIELDS = ["step", "lr", "seg", "iou_reward", "count", "epe", "total", "val_iou", "val_iou_best_of_k",
+              "val_pred_iou", "seconds"]
+
+
+def _split_stems(ds: Dataset, cfg: FinetuneConfig) -> tuple[list[str], list[str]]:
+    train = ds.split("train")
+    val = ds.split("val") if ds.meta is not None and "split" in ds.meta.columns else []
+    if ds.meta is not None and "split" in ds.meta.columns and not val:
+        rng = np.random.default_rng(cfg.seed)
+        order = list(rng.permutation(train))
+        n_val = max(1, int(round(cfg.val_fraction * len(order)))) if len(order) > 1 else 0
+        val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    elif not val:
+        rng = np.random.default_rng(cfg.seed)
+        order = list(rng.permutation(ds.stems))
+        n_val = max(1, int(round(cfg.val_fraction * len(order)))) if len(order) > 1 else 0
+        val, train = sorted(order[:n_val]), sorted(order[n_val:])
+    if not train:
+        raise SegSEMError(f"{ds.root}: no training images (split 'train' is empty)")
+    return train, val
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def finetune(
+    model,
+    spec: ModelSpec,
+    dataset: str | Path | Dataset,
+    run_dir: str | Path,
+    *,
+    config: FinetuneConfig = FinetuneConfig(),
+    device: str = "auto",
+    resume: bool = False,
+    base_name: str = "",
+    progress: bool = True,
+    train_stems: list[str] | None = None,
+    val_stems: list[str] | None = None,
+    on_validate: Callable[[dict], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune a SAM2 model on a dataset's targets.
+
+    Parameters
+    ----------
+    model : SAM2Base
+        The starting weights (modified in place).
+    spec : ModelSpec
+        The model's configuration; saved into the checkpoints.
+    dataset : path or Dataset
+        Its ``train`` split trains, its ``val`` split (or a seeded share of ``train``) validates.
+    run_dir : path
+        ``log.csv``, ``best.pt``, ``last.pt`` and ``run.json`` go here.
+    config : FinetuneConfig
+    device : str
+    resume : bool
+        Continue from ``run_dir/last.pt``: the same steps are not run twice and the log keeps
+        its finished rows.
+    base_name : str
+        Name of the starting model, for the checkpoint's metadata.
+    progress : bool
+    train_stems, val_stems : list of str, optional
+        Override the split.
+    on_validate : callable, optional
+        Called with each validation's log row.
+
+    Returns
+    -------
+    FinetuneResult
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = _dist_info()
+    dev = resolve_device(device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend=distributed_backend(dev))
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    if not ds.has_masks:
+        raise SegSEMError(f"{ds.root}: fine-tuning needs ground truth, but there is no masks/ folder")
+    train_s, val_s = _split_stems(ds, config)
+    train_s = train_stems if train_stems is not None else train_s
+    val_s = val_stems if val_stems is not None else val_s
+    train_set = TargetSampler.from_dataset(ds, train_s, spec)
+    val_set = TargetSampler.from_dataset(ds, val_s, spec) if val_s else train_set
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    counts = set_trainable(model, config.train)
+    model.to(dev)
+    fwd = SamForward(model).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    net: Any = fwd
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(fwd, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+
+    step, best_val, best_step, bad = 0, -1.0, 0, 0
+    rng = np.random.default_rng([config.seed, rank])
+    last = run_dir / "last.pt"
+    log_rows: list[dict] = []
+    log_path = run_dir / "log.csv"
+    wall0 = 0.0
+    if resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        if state.get("config") != config.to_dict():
+            changed = sorted(k for k, v in config.to_dict().items() if state.get("config", {}).get(k) != v)
+            raise SegSEMError(f"{last}: cannot resume with different settings ({', '.join(changed)}); "
+                              "use a new run folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best_val, best_step, bad = state["step"], state["best_val"], state["best_step"], state["bad"]
+        rng.bit_generator.state = state["rng"][rank] if rank < len(state["rng"]) else rng.bit_generator.state
+        torch.set_rng_state(state["torch_rng"])
+        wall0 = state.get("wall_time_s", 0.0)
+        if log_path.exists():
+            with open(log_path, newline="") as fh:
+                log_rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+    elif resume:
+        pass  # nothing to resume: a fresh start
+    stopped_early = bool(resume and last.exists() and config.patience and bad >= config.patience)
+    if rank == 0:
+        atomic_write(log_path, lambda tmp: _write_log(tmp, log_rows))
+        (run_dir / "run.json").write_text(json.dumps({
+            "base": base_name, "dataset": str(ds.root), "train_images": len(train_s), "val_images": len(val_s),
+            "train_targets": len(train_set), "val_targets": len(val_set), "config": config.to_dict(),
+            "parameters": counts, "world_size": world}, indent=2))
+
+    def save_last() -> None:
+        if rank != 0:
+            return
+        rng_states = [rng.bit_generator.state]
+        obj = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "optimizer": opt.state_dict(), "step": step, "best_val": best_val, "best_step": best_step,
+               "bad": bad, "rng": rng_states, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+               "wall_time_s": wall0 + (time.perf_counter() - t_start)}
+        atomic_write(last, lambda tmp: torch.save(obj, tmp))
+
+    def save_best(metrics: dict) -> None:
+        meta = {**spec.metadata, "base": base_name, "train": config.train, "dataset": str(ds.root),
+                "step": step, **{k: round(v, 4) for k, v in metrics.items()}}
+        save_checkpoint(run_dir / "best.pt", model, ModelSpec.from_dict({**spec.to_dict(), "metadata": meta}))
+
+    t_start = time.perf_counter()
+    bar = tqdm(total=config.max_steps, initial=step, disable=not progress or rank != 0, desc=f"finetune {config.train}")
+    fh = open(log_path, "a", newline="") if rank == 0 else None
+    writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS) if fh else None
+    try:
+        while step < config.max_steps and not stopped_early:
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, config)
+            picks = rng.integers(len(train_set), size=config.batch_size)
+            batch = _collate([train_set.sample(train_set.items[i], rng=rng, augment=config.augment,
+                                               jitter=config.jitter) for i in picks], dev)
+            with autocast(dev):
+                low, iou = net(batch["images"], batch["points"], batch["labels"])
+            logits = upsample_logits(low.float(), fwd.size)
+            loss, terms = segsem_loss(logits, batch["targets"], iou.float(), sdf=batch["sdf"],
+                                      outside=batch["outside"], weights=config.weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            row = {"step": step, "lr": f"{opt.param_groups[0]['lr']:.3g}", **{k: f"{v:.5f}" for k, v in terms.items()},
+                   "seconds": f"{wall0 + time.perf_counter() - t_start:.1f}"}
+            if step % config.val_every == 0 or step == config.max_steps:
+                stop = torch.zeros(1)
+                if rank == 0:
+                    metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets)
+                    row.update({k: f"{v:.5f}" for k, v in metrics.items()})
+                    if metrics["val_iou"] > best_val:
+                        best_val, best_step, bad = metrics["val_iou"], step, 0
+                        save_best(metrics)
+                    else:
+                        bad += 1
+                    bar.set_postfix(val_iou=f"{metrics['val_iou']:.3f}", best=f"{best_val:.3f}")
+                    if config.patience and bad >= config.patience:
+                        stop[0] = 1
+                    if on_validate:
+                        on_validate(row)
+                if world > 1:
+                    import torch.distributed as dist
+
+                    dist.broadcast(stop, src=0)
+                stopped_early = bool(stop[0])
+            if writer:
+                writer.writerow(row)
+                fh.flush()
+            log_rows.append(row)
+            if step % config.save_every == 0 or step == config.max_steps or stopped_early:
+                save_last()
+    finally:
+        bar.close()
+        if fh:
+            fh.close()
+    if rank == 0 and not (run_dir / "best.pt").exists():
+        metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets)
+        best_val, best_step = metrics["val_iou"], step
+        save_best(metrics)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return FinetuneResult(run_dir=run_dir, best_checkpoint=run_dir / "best.pt", best_val_iou=best_val,
+                          best_step=best_step, steps=step, stopped_early=stopped_early, log=log_rows,
+                          parameter_counts=counts, wall_time_s=wall0 + time.perf_counter() - t_start)
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
