@@ -94,3 +94,24 @@ def test_user_errors_are_one_line(tmp_path, small_dataset):
                 "--set", "fallback.k=7")
     assert r.returncode == 2 and "k=7: expected Sauvola's k in (-1, 1)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_and_extract_with_a_sam2_checkpoint(tmp_path, small_dataset):
+    import torch
+
+    from segsem_lite.sam import mini_spec
+    from segsem_lite.sam.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "mini.pt", build_model(mini_spec("mini-test")), mini_spec("mini-test"))
+    out = tmp_path / "ev"
+    r = _segsem("evaluate", small_dataset, "--out", out, "--model", ckpt, "--device", "cpu", "--split", "test",
+                "--set", "gate.tau_conf=0.0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == "mini-test" and 0 <= s["fallback_rate"] <= 1
+    assert s["ms_per_image"]["segsem"] > s["ms_per_image"]["standard"]
+    r = _segsem("extract", small_dataset, "--out", tmp_path / "ex", "--model", ckpt, "--quiet")
+    rows = list(csv.DictReader(open(tmp_path / "ex" / "records.csv")))
+    assert rows and all(row["source"] in ("sam2", "fallback") for row in rows if row["status"] == "ok")
+    assert all(row["n_candidates"] == "3" for row in rows if row["status"] == "ok")

@@ -1,0 +1,120 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segsem_lite import Dataset
+from segsem_lite.sam import mini_spec
+from segsem_lite.sam.finetune import TRAIN_MODES, FinetuneConfig, TargetSampler, _rot_flip, finetune, set_trainable
+from segsem_lite.sam.models import build_model, load_model_file
+
+SMALL = dict(max_steps=3, batch_size=2, val_every=3, save_every=3, lr=1e-3, max_val_targets=4)
+
+
+@pytest.mark.parametrize("mode", list(TRAIN_MODES))
+def test_frozen_parameters_are_bit_identical_after_training(mode, small_dataset, tmp_path):
+    torch.manual_seed(0)
+    spec = mini_spec("t")
+    model = build_model(spec)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    result = finetune(model, spec, small_dataset, tmp_path / mode, config=FinetuneConfig(train=mode, **SMALL),
+                      device="cpu", progress=False)
+    trained = TRAIN_MODES[mode]
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed, "something was trained"
+    assert all(k.split(".")[0] in trained for k in changed), sorted(changed)[:3]
+    for top in ("image_encoder", "sam_mask_decoder"):
+        if top not in trained:
+            assert not any(k.startswith(top) for k in changed)
+    counts = result.parameter_counts
+    assert counts["sam_mask_decoder"]["trainable"] == (counts["sam_mask_decoder"]["total"] if mode != "encoders" else 0)
+    assert counts["image_encoder"]["trainable"] == (0 if mode == "decoder" else counts["image_encoder"]["total"])
+    best, spec_back = load_model_file(result.best_checkpoint)
+    assert spec_back.metadata["train"] == mode and "val_iou" in spec_back.metadata
+
+
+def test_set_trainable_counts():
+    model = build_model(mini_spec("t"))
+    counts = set_trainable(model, "encoders")
+    assert counts["sam_prompt_encoder"]["trainable"] == counts["sam_prompt_encoder"]["total"] > 0
+    assert counts["memory_attention"]["trainable"] == 0
+
+
+def test_augmentation_keeps_point_mask_and_image_together():
+    s = 32
+    rng = np.random.default_rng(0)
+    x = rng.random((3, s, s)).astype(np.float32)
+    tgt = np.zeros((s, s), bool)
+    tgt[3:9, 20:30] = True
+    x[:, tgt] = 5.0  # mark the target in the image
+    point = np.array([25.5, 6.5])  # (x, y) input coordinates of pixel (row 6, col 25)
+    for k in range(4):
+        for flip in (False, True):
+            x2, t2, p2 = _rot_flip(x, tgt, point, k, flip, s)
+            r, c = int(p2[1] - 0.5), int(p2[0] - 0.5)
+            assert t2[r, c] and x2[0, r, c] == 5.0 and t2.sum() == tgt.sum()
+
+
+def test_points_are_drawn_afresh_inside_the_target(small_dataset):
+    ds = Dataset(small_dataset)
+    sampler = TargetSampler.from_dataset(ds, ds.split("train")[:2], mini_spec("t"))
+    rng = np.random.default_rng(0)
+    pts = []
+    for _ in range(5):
+        s = sampler.sample(sampler.items[0], rng=rng)
+        r, c = int(s["point"][1] - 0.5), int(s["point"][0] - 0.5)
+        assert s["target"][r, c]
+        pts.append(tuple(s["point"]))
+    assert len(set(pts)) == 5
+
+
+def _segsem(*args):
+    return [sys.executable, "-m", "segsem_lite.cli", *map(str, args)]
+
+
+def test_kill_mid_run_and_resume(small_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ["finetune", small_dataset, "--model", "mini-scratch", "--train", "encoders", "--out", run, "--steps", 40,
+            "--batch-size", 1, "--val-every", 10, "--save-every", 4, "--lr", "1e-3", "--quiet", "--threads", 1,
+            "--patience", 0]
+    proc = subprocess.Popen(_segsem(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (run / "last.pt").exists() and (run / "log.csv").exists() and \
+                len((run / "log.csv").read_text().splitlines()) > 10:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_step = torch.load(run / "last.pt", weights_only=False)["step"]
+    assert 0 < saved_step < 40
+    done = subprocess.run(_segsem(*args, "--resume"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))]
+    assert steps == list(range(1, 41)), "every step once, none lost, none repeated"
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 40
+    changed = subprocess.run(_segsem(*[a if a != "1e-3" else "2e-3" for a in args], "--resume"),
+                             capture_output=True, text=True)
+    assert changed.returncode == 2 and "cannot resume with different settings (lr)" in changed.stderr
+
+
+def test_data_parallel_under_torchrun(small_dataset, tmp_path):
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "segsem_lite.cli",
+                        "finetune", str(small_dataset), "--model", "mini-scratch", "--out", str(run), "--steps", "4",
+                        "--batch-size", "1", "--val-every", "2", "--save-every", "2", "--lr", "1e-3", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2
+    assert (run / "best.pt").exists() and len(list(csv.DictReader(open(run / "log.csv")))) == 4

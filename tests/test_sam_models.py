@@ -1,0 +1,100 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from segsem_lite import SegSEMError
+from segsem_lite.sam import load_model, load_predictor, mini_spec, module_parameter_counts
+from segsem_lite.sam.devices import resolve_device
+from segsem_lite.sam.models import build_model, load_model_file, official_spec, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def mini():
+    torch.manual_seed(0)
+    spec = mini_spec("test-mini")
+    return build_model(spec), spec
+
+
+def test_classical_path_imports_without_torch():
+    code = "import sys, segsem_lite; segsem_lite.segment_target; print('torch' in sys.modules, 'sam2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_mini_model_is_a_real_sam2(mini):
+    model, spec = mini
+    from sam2.modeling.sam2_base import SAM2Base
+
+    assert isinstance(model, SAM2Base) and model.image_size == spec.image_size == 256
+    counts = module_parameter_counts(model)
+    assert counts["image_encoder"]["total"] > 1_000_000 and counts["sam_mask_decoder"]["total"] > 1_000_000
+    assert 3_000_000 < sum(c["total"] for c in counts.values()) < 4_000_000
+
+
+def test_project_checkpoint_carries_its_config(mini, tmp_path):
+    model, spec = mini
+    path = save_checkpoint(tmp_path / "m.pt", model, spec)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"model", "segsem"}
+    loaded, spec2 = load_model_file(path)
+    assert spec2 == spec
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_meta_checkpoint_needs_its_config_name(mini, tmp_path):
+    model, _ = mini
+    torch.save({"model": model.state_dict()}, tmp_path / "meta.pt")
+    with pytest.raises(SegSEMError, match="carries no configuration; pass its config name"):
+        load_model_file(tmp_path / "meta.pt")
+
+
+def test_checkpoint_that_does_not_fit_names_both_and_the_first_key(mini, tmp_path):
+    model, _ = mini
+    path = tmp_path / "small.pt"
+    torch.save({"model": model.state_dict()}, path)
+    with pytest.raises(SegSEMError) as info:
+        load_model("sam2.1_hiera_t", checkpoint=str(path))
+    msg = str(info.value)
+    assert str(path) in msg and "sam2.1_hiera_t" in msg and "first mismatched key" in msg
+    assert "\n" not in msg and len(msg) < 400
+
+
+def test_official_config_with_random_weights_in_metas_format(tmp_path):
+    torch.manual_seed(1)
+    spec = official_spec("sam2.1_hiera_t")
+    model = build_model(spec)
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    pred = load_predictor("sam2.1_hiera_t", checkpoint=str(path), device="cpu")
+    assert pred.model.image_size == 1024 and pred.policy.mode == "whole"
+    image = (np.random.default_rng(0).random((96, 128)) * 255).astype(np.uint8)
+    pred.set_image(image)
+    masks, scores, low = pred.predict(np.array([[40.0, 30.0]]), np.array([1]))
+    assert masks.shape == (3, 96, 128) and masks.dtype == bool
+    assert scores.shape == (3,) and low.shape == (3, 256, 256)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("sam2.1_hiera_t", "needs --checkpoint"),
+    ("mini-nothing", "expected one of"),
+    ("missing.pt", "no such checkpoint file"),
+])
+def test_bad_model_names(name, message):
+    with pytest.raises(SegSEMError, match=message):
+        load_model(name)
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "npu", "mps")
+    with pytest.raises(SegSEMError, match="expected one of"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SegSEMError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(SegSEMError, match="no Ascend NPU"):
+        resolve_device("npu")
