@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 SAM2_PIN := sam2==1.1.0
 
-.PHONY: setup test book data-samples bench clean
+.PHONY: setup test book data-samples bench models clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,15 @@ book: setup
 
 data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1
+
+# The project's own SAM2 models (see the book's model card). CPU, 1 thread for training.
+CORPUS ?= /tmp/segsem_corpus
+models: setup
+	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic', n=3000, seed=2026, size=256)"
+	$(VENV)/bin/segsem finetune $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine \
+	  --warmup 100 --steps 7000 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 1 --seed 1 \
+	  --out runs/mini-foundation --resume
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation/best.pt mini-foundation
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py

@@ -16,7 +16,7 @@ from .config import GateConfig
 from .dataset import Design
 from .morphology import count_regions
 
-__all__ = ["CandidateCheck", "GateDecision", "mask_aspect", "check_candidate", "gate_candidates"]
+__all__ = ["CandidateCheck", "GateDecision", "mask_aspect", "check_candidate", "gate_candidates", "regate"]
 
 
 def mask_aspect(mask: np.ndarray) -> float | None:
@@ -159,3 +159,27 @@ def gate_candidates(masks: np.ndarray, scores: np.ndarray, *, design: Design | N
     passing = [c for c in checks if c.passed]
     best = max(passing, key=lambda c: c.score).index if passing else None
     return GateDecision(accepted_index=best, checks=checks)
+
+
+def regate(results, designs, config: GateConfig = GateConfig()) -> list[GateDecision]:
+    """The gate's decisions under another configuration, from recorded candidates.
+
+    Parameters
+    ----------
+    results : sequence of SegmentationResult
+        Results of :func:`segsem_lite.pipeline.segment_image` run with ``keep_candidates=True``.
+    designs : sequence of Design or None
+        The design of each result's target.
+    config : GateConfig
+
+    Returns
+    -------
+    list of GateDecision
+        Without running the model again: the candidates and their predicted IoU are reused.
+    """
+    out = []
+    for r, d in zip(results, designs):
+        if r.candidates is None:
+            raise ValueError("Invalid result: run segment_image with keep_candidates=True to regate it")
+        out.append(gate_candidates(r.candidates, np.asarray(r.candidate_scores), design=d, config=config))
+    return out

@@ -18,6 +18,8 @@ __all__ = [
     "EdgePlacementError",
     "edge_placement_error",
     "average_exposure",
+    "FAILURE_MODES",
+    "diagnose_mask",
 ]
 
 
@@ -208,3 +210,47 @@ def average_exposure(image: np.ndarray) -> float:
         -4.0 * x[1:-1, 1:-1] + x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:]
     )
     return float(lap.var()) if lap.size else 0.0
+
+
+#: Labels of :func:`diagnose_mask`.
+FAILURE_MODES = ("ok", "miss", "edge-ring", "leak", "fragments", "partial")
+
+
+def diagnose_mask(pred: np.ndarray, truth: np.ndarray, *, ok_iou: float = 0.8, ring_px: int = 4) -> str:
+    """Name what went wrong with a predicted mask, SEM style.
+
+    Parameters
+    ----------
+    pred, truth : (M, N) bool ndarray
+    ok_iou : float
+        IoU from which a mask counts as ``ok``.
+    ring_px : int
+        Width of the band along the true boundary that counts as the edge ring.
+
+    Returns
+    -------
+    str
+        ``ok``; ``miss`` (almost nothing of the target); ``edge-ring`` (the prediction lies
+        mostly in a band along the true edge, the bright ring of a SEM feature, and misses
+        the inside); ``leak`` (more than half of the prediction lies outside the target: into
+        the substrate or neighbours); ``fragments`` (several pieces); ``partial`` (otherwise).
+    """
+    from scipy import ndimage as ndi
+
+    p = np.asarray(pred, bool)
+    t = np.asarray(truth, bool)
+    s = mask_scores(p, t)
+    if s.iou >= ok_iou:
+        return "ok"
+    if s.recall < 0.1:
+        return "miss"
+    if s.precision < 0.5:
+        return "leak"
+    inner = ndi.binary_erosion(t, iterations=ring_px)
+    band = ndi.binary_dilation(t, iterations=ring_px) & ~inner
+    if inner.any() and np.count_nonzero(p & band) > 0.6 * np.count_nonzero(p) and \
+            np.count_nonzero(p & inner) < 0.5 * np.count_nonzero(inner):
+        return "edge-ring"
+    if ndi.label(p)[1] > 1:
+        return "fragments"
+    return "partial"

@@ -14,6 +14,11 @@ __all__ = [
     "plot_average_exposure",
     "plot_contour_zoom",
     "plot_table_one",
+    "plot_term_maps",
+    "plot_training_curves",
+    "plot_iou_distributions",
+    "plot_mask_examples",
+    "plot_calibration",
 ]
 
 
@@ -125,5 +130,99 @@ def plot_table_one(per_case, *, metrics: Sequence[str] = ("iou", "f1")) -> "matp
     ax.set_xticks(x, cases)
     ax.set_xlabel("exposure case")
     ax.set_ylabel("fallback used (targets)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_term_maps(truth: np.ndarray, pred: np.ndarray, maps: dict) -> "matplotlib.figure.Figure":
+    """The truth, a prediction, and where each loss term pushes it (red: into the mask, blue: out)."""
+    fig, axes = _figure(1, 2 + len(maps), size=2.6)
+    axes[0, 0].imshow(truth, cmap="gray")
+    axes[0, 0].set_title("truth", fontsize=9)
+    axes[0, 1].imshow(pred, cmap="gray")
+    axes[0, 1].set_title("prediction", fontsize=9)
+    for ax, (name, m) in zip(axes[0, 2:], maps.items()):
+        lim = float(np.abs(m).max()) or 1.0
+        ax.imshow(m, cmap="coolwarm", vmin=-lim, vmax=lim)
+        ax.contour(truth, [0.5], colors="k", linewidths=0.5)
+        ax.set_title(f"{name} (max {lim:.1e})", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(logs: dict, *, loss: str = "total") -> "matplotlib.figure.Figure":
+    """Training loss (smoothed) and validation IoU per step, one line per run (``{name: DataFrame}``)."""
+    import pandas as pd
+
+    fig, axes = _figure(1, 2, size=4.0)
+    for name, df in logs.items():
+        df = df.apply(pd.to_numeric, errors="coerce")
+        axes[0, 0].plot(df["step"], df[loss].rolling(10, min_periods=1).mean(), label=name)
+        v = df.dropna(subset=["val_iou"])
+        axes[0, 1].plot(v["step"], v["val_iou"], marker="o", ms=3, label=name)
+    axes[0, 0].set_xlabel("step")
+    axes[0, 0].set_ylabel(f"training loss ({loss}, rolling mean of 10)")
+    axes[0, 1].set_xlabel("step")
+    axes[0, 1].set_ylabel("validation IoU")
+    for ax in axes[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_iou_distributions(series: dict, *, xlabel: str = "IoU") -> "matplotlib.figure.Figure":
+    """Histograms of IoU values, one per named set (``{name: values}``)."""
+    fig, axes = _figure(1, 1, size=4.5)
+    bins = np.linspace(0, 1, 21)
+    for name, values in series.items():
+        axes[0, 0].hist(np.asarray(values, float), bins=bins, alpha=0.55, label=f"{name} (mean {np.mean(values):.2f})")
+    axes[0, 0].set_xlabel(xlabel)
+    axes[0, 0].set_ylabel("targets")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask_examples(examples: Sequence[dict], *, crop: int = 96) -> "matplotlib.figure.Figure":
+    """Crops around targets: image, truth (green) and a predicted mask (colour of its source).
+
+    Each example is a dict with ``image``, ``truth``, ``pred``, ``title`` and optionally
+    ``source`` and ``prompt_xy``.
+    """
+    n = max(1, len(examples))
+    fig, axes = _figure(1, n, size=2.6)
+    for ax, ex in zip(axes[0], examples):
+        rows, cols = np.nonzero(ex["truth"])
+        cy, cx = (int(rows.mean()), int(cols.mean())) if len(rows) else (ex["image"].shape[0] // 2,) * 2
+        half = max(crop // 2, int(max(np.ptp(rows), np.ptp(cols)) * 0.7) if len(rows) else crop // 2)
+        r0, c0 = max(0, cy - half), max(0, cx - half)
+        sl = (slice(r0, cy + half), slice(c0, cx + half))
+        ax.imshow(ex["image"][sl], cmap="gray")
+        ax.contour(ex["truth"][sl], [0.5], colors=[_colour("truth")], linewidths=0.8)
+        if ex["pred"][sl].any():
+            ax.contour(ex["pred"][sl], [0.5], colors=[_colour(ex.get("source", "sam2"))], linewidths=0.8)
+        if ex.get("prompt_xy") is not None:
+            ax.plot(ex["prompt_xy"][0] - c0, ex["prompt_xy"][1] - r0, "+", color="yellow", ms=7)
+        ax.set_title(ex.get("title", ""), fontsize=8)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(predicted, true, *, tau: float | None = None) -> "matplotlib.figure.Figure":
+    """Predicted IoU against true IoU, with the diagonal and the gate's threshold."""
+    fig, axes = _figure(1, 1, size=4.2)
+    ax = axes[0, 0]
+    ax.scatter(predicted, true, s=10, alpha=0.6)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    if tau is not None:
+        ax.axvline(tau, color=_colour("fallback"), lw=1, label=f"tau_conf = {tau:.2f}")
+        ax.legend(fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted IoU")
+    ax.set_ylabel("true IoU")
     fig.tight_layout()
     return fig

@@ -28,10 +28,17 @@ def _code_chapters() -> list[Path]:
 
 
 #: Small parameters per chapter for CI, and parameter sets that force branches.
+SCRATCH = {"model": "mini-scratch", "device": "cpu"}
 RUNS = {
     "01_introduction": [{}],
     "02_sem_images": [{"size": 128, "n_per_case": 2, "stages_case": 10}],
-    "08_contours_for_opc": [{"stem": "case10_005"}],
+    "03_domain_gap": [{**SCRATCH, "n_generic": 3}],
+    "04_selective_finetuning": [{**SCRATCH, "n_steps": 4, "val_every": 2}],
+    "05_loss_terms": [{**SCRATCH, "n_steps": 3}],
+    "06_gating_and_fallback": [{**SCRATCH, "tau_conf": 0.0}, {**SCRATCH, "tau_conf": 1.0}],
+    "07_exposure_analysis": [{"model": "traditional"}, {**SCRATCH, "tau_conf": 0.0}],
+    "08_contours_for_opc": [{"stem": "case10_005"}, {**SCRATCH}],
+    "90_model_card": [{"n_generic": 3}],
 }
 
 

@@ -46,3 +46,15 @@ def test_threshold_is_inclusive_and_validated():
 def test_mask_aspect():
     assert mask_aspect(_rect(10, 30)) == pytest.approx(3.0)
     assert mask_aspect(np.zeros((3, 3), bool)) is None
+
+
+def test_regate_reuses_recorded_candidates():
+    from types import SimpleNamespace
+
+    from segsem_lite.gate import regate
+
+    r = SimpleNamespace(candidates=np.stack([_rect(10, 20)]), candidate_scores=[0.85])
+    assert not regate([r], [None], GateConfig(tau_conf=0.9))[0].accepted
+    assert regate([r], [None], GateConfig(tau_conf=0.8))[0].accepted
+    with pytest.raises(ValueError, match="keep_candidates"):
+        regate([SimpleNamespace(candidates=None, candidate_scores=[])], [None])

@@ -81,3 +81,25 @@ def test_average_exposure_rises_with_noise_and_scales_16_bit():
     assert average_exposure(flat) == 0.0
     assert average_exposure(noisy) > 1000
     assert average_exposure(noisy.astype(np.uint16) * 257) == pytest.approx(average_exposure(noisy))
+
+
+def test_diagnose_mask_names_failures():
+    from scipy import ndimage as ndi
+
+    from segsem_lite.metrics import diagnose_mask
+
+    truth = np.zeros((60, 60), bool)
+    truth[15:45, 15:45] = True
+    assert diagnose_mask(truth, truth) == "ok"
+    assert diagnose_mask(np.zeros_like(truth), truth) == "miss"
+    ring = truth & ~ndi.binary_erosion(truth, iterations=3)
+    assert diagnose_mask(ring, truth) == "edge-ring"
+    leak = np.ones_like(truth)
+    assert diagnose_mask(leak, truth) == "leak"
+    two = np.zeros_like(truth)
+    two[15:25, 15:45] = True
+    two[35:45, 15:45] = True
+    assert diagnose_mask(two, truth) == "fragments"
+    half = np.zeros_like(truth)
+    half[15:45, 15:30] = True
+    assert diagnose_mask(half, truth) == "partial"

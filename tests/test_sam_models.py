@@ -98,3 +98,16 @@ def test_devices():
             resolve_device("cuda")
     with pytest.raises(SegSEMError, match="no Ascend NPU"):
         resolve_device("npu")
+
+
+def test_half_precision_weights_load_into_the_float_model(mini, tmp_path):
+    model, spec = mini
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    import json
+
+    torch.save({"model": half, "segsem": json.dumps(spec.to_dict())}, tmp_path / "h.pt")
+    loaded, _ = load_model_file(tmp_path / "h.pt")
+    p = dict(loaded.named_parameters())
+    assert all(v.dtype == torch.float32 for v in p.values())
+    k = "image_encoder.trunk.patch_embed.proj.weight"
+    assert torch.allclose(p[k], dict(model.named_parameters())[k], atol=1e-3)
