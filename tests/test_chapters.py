@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import jupytext
@@ -74,7 +75,7 @@ def test_chapter_shape(chapter):
     [(ROOT / "book" / f"{name}.md", p) for name, runs in RUNS.items() for p in runs],
     ids=lambda v: v.stem if isinstance(v, Path) else ",".join(f"{k}={v[k]}" for k in v) or "defaults",
 )
-def test_chapter_runs(chapter, params, tmp_path):
+def test_chapter_runs(chapter, params, tmp_path, executed_dir):
     nb = jupytext.read(chapter)
     accepted = papermill.inspect_notebook(nb)
     params = dict(params)
@@ -82,8 +83,54 @@ def test_chapter_runs(chapter, params, tmp_path):
         params.setdefault("out_dir", str(tmp_path / "out"))
     unknown = set(params) - set(accepted)
     assert not unknown, f"unknown parameters {unknown}"
-    papermill.execute_notebook(nb, str(tmp_path / f"{chapter.stem}.ipynb"), parameters=params,
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    out = executed_dir / f"{chapter.stem}.ipynb"
+    if out.exists():  # the first parameter set of each chapter builds the site below
+        out = tmp_path / out.name
+    papermill.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", progress_bar=False,
+                               cwd=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def executed_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("executed")
+
+
+def test_site_in_a_real_browser(executed_dir, tmp_path):
+    """The executed chapters built into the site; headless Chromium opens each page."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make setup` (.ci/install-chromium)"
+    book = tmp_path / "site"
+    (book / "book").mkdir(parents=True)
+    for ch in _chapters():
+        src = executed_dir / f"{ch.stem}.ipynb"
+        shutil.copy(src if src.exists() else ch, book / "book" / (src.name if src.exists() else ch.name))
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    (book / "_config.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "_toc.yml", book / "_toc.yml")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    r = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    pages = {}
+    for ch in _chapters():
+        html = book / "_build" / "html" / "book" / f"{ch.stem}.html"
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                              "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                              "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000",
+                              "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        pages[ch.stem] = dom
+        assert "<h1" in dom, ch.stem
+    for stem, dom in pages.items():
+        if stem not in ("91_api",):
+            assert "<img" in dom or "<table" in dom, f"{stem}: no figure or table"
+    for stem in ("02_sem_images", "05_loss_terms", "07_exposure_analysis"):
+        assert "<img" in pages[stem] and "<table" in pages[stem], stem
+    assert "application/vnd.jupyter.widget-state+json" in pages["06_gating_and_fallback"]
+    assert "application/vnd.jupyter.widget-view+json" in pages["06_gating_and_fallback"]
+    assert "autofunction" not in pages["91_api"] and "segment_image" in pages["91_api"]
 
 
 def test_bad_parameter_fails_at_the_top(tmp_path):
