@@ -33,14 +33,22 @@ book: setup
 data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1
 
-# The project's own SAM2 models (see the book's model card). CPU, 1 thread for training.
+# The project's own SAM2 models (the book's model card): the exact commands that made the shipped ones.
 CORPUS ?= /tmp/segsem_corpus
+FT := $(VENV)/bin/segsem finetune
 models: setup
 	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic', n=3000, seed=2026, size=256)"
-	$(VENV)/bin/segsem finetune $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine \
-	  --warmup 100 --steps 7000 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 1 --seed 1 \
+	$(FT) $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine --warmup 100 --steps 7000 \
+	  --stop-after 1000 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 1 --seed 1 \
+	  --out runs/mini-foundation-stage1 --resume
+	$(FT) $(CORPUS)/generic --model runs/mini-foundation-stage1/best.pt --train all --lr 3e-4 --schedule cosine \
+	  --steps 2500 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 2 --seed 2 \
 	  --out runs/mini-foundation --resume
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation/best.pt mini-foundation
+	$(VENV)/bin/segsem synth --out $(CORPUS)/sem --n-per-case 60 --seed 7001 --test-per-case 6 --quiet
+	$(FT) $(CORPUS)/sem --model mini-foundation --train all --lr 3e-4 --schedule cosine --steps 1500 \
+	  --batch-size 6 --val-every 150 --patience 0 --save-every 100 --threads 2 --seed 3 --out runs/mini-sem --resume
+	$(PY) -m segsem_lite.sam.ship runs/mini-sem/best.pt mini-sem
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py

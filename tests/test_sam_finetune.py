@@ -118,3 +118,15 @@ def test_data_parallel_under_torchrun(small_dataset, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2
     assert (run / "best.pt").exists() and len(list(csv.DictReader(open(run / "log.csv")))) == 4
+
+
+def test_stop_after_keeps_the_schedule(small_dataset, tmp_path):
+    from segsem_lite.sam.finetune import _lr_at
+
+    cfg = FinetuneConfig(train="encoders", lr=1e-3, schedule="cosine", max_steps=10, batch_size=1, val_every=5,
+                         save_every=5, max_val_targets=2)
+    result = finetune(build_model(mini_spec("t")), mini_spec("t"), small_dataset, tmp_path / "r", config=cfg,
+                      device="cpu", progress=False, stop_after=3)
+    assert result.steps == 3 and result.best_checkpoint.exists()
+    assert float(result.log[-1]["lr"]) == pytest.approx(_lr_at(2, cfg), rel=1e-2)
+    assert _lr_at(2, cfg) > 0.5 * cfg.lr

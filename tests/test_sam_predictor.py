@@ -71,3 +71,21 @@ def test_real_model_in_the_pipeline(predictor, small_dataset):
         assert r.source in ("sam2", "fallback")
         assert r.decision is not None and len(r.decision.checks) == 3
         assert r.mask.any()
+
+
+def test_batched_encoding_matches_one_by_one(predictor):
+    spec = clone_spec(predictor.spec, input={"mode": "whole"})
+    whole = SAM2Predictor(predictor.model, spec, device="cpu")
+    rng = np.random.default_rng(2)
+    images = [(rng.random((128, 128)) * 255).astype(np.uint8) for _ in range(3)]
+    whole.set_image_batch(images)
+    batched = []
+    for i in range(3):
+        whole.use_image(i)
+        batched.append(whole.predict(np.array([[60.0, 64.0]]), np.array([1]), return_logits=True)[0])
+    for i, im in enumerate(images):
+        whole.set_image(im)
+        single = whole.predict(np.array([[60.0, 64.0]]), np.array([1]), return_logits=True)[0]
+        np.testing.assert_allclose(batched[i], single, atol=1e-3)
+    with pytest.raises(SegSEMError, match="batched encoding needs the 'whole' input policy"):
+        predictor.set_image_batch(images)

@@ -25,7 +25,7 @@ def _cmd_finetune(args) -> int:
                                                                         count=args.lambda_count, epe=args.lambda_epe))
     model, spec = sam.load_model(args.model, checkpoint=args.checkpoint, device="cpu")
     result = finetune(model, spec, args.dataset, args.out, config=cfg, device=args.device, resume=args.resume,
-                      base_name=args.model, progress=not args.quiet)
+                      base_name=args.model, progress=not args.quiet, stop_after=args.stop_after)
     trainable = sum(c["trainable"] for c in result.parameter_counts.values())
     total = sum(c["total"] for c in result.parameter_counts.values())
     print(f"{result.steps} steps ({'stopped early' if result.stopped_early else 'done'}) in {result.wall_time_s:.0f} s; "
@@ -58,6 +58,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--steps", type=int, default=1000, help="at most this many steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--stop-after", type=int, help="stop at this step; the schedule still spans --steps")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--val-every", type=int, default=50)

@@ -329,6 +329,7 @@ def finetune(
     train_stems: list[str] | None = None,
     val_stems: list[str] | None = None,
     on_validate: Callable[[dict], None] | None = None,
+    stop_after: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune a SAM2 model on a dataset's targets.
 
@@ -354,6 +355,9 @@ def finetune(
         Override the split.
     on_validate : callable, optional
         Called with each validation's log row.
+    stop_after : int, optional
+        Stop at this step, leaving the schedule (set by ``config.max_steps``) as it is:
+        the first stage of a longer schedule.
 
     Returns
     -------
@@ -443,7 +447,8 @@ def finetune(
     fh = open(log_path, "a", newline="") if rank == 0 else None
     writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS) if fh else None
     try:
-        while step < config.max_steps and not stopped_early:
+        end = min(config.max_steps, stop_after) if stop_after else config.max_steps
+        while step < end and not stopped_early:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, config)
             picks = rng.integers(len(train_set), size=config.batch_size)
@@ -461,7 +466,7 @@ def finetune(
             bar.update(1)
             row = {"step": step, "lr": f"{opt.param_groups[0]['lr']:.3g}", **{k: f"{v:.5f}" for k, v in terms.items()},
                    "seconds": f"{wall0 + time.perf_counter() - t_start:.1f}"}
-            if step % config.val_every == 0 or step == config.max_steps:
+            if step % config.val_every == 0 or step == end:
                 stop = torch.zeros(1)
                 if rank == 0:
                     metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets)
@@ -485,7 +490,7 @@ def finetune(
                 writer.writerow(row)
                 fh.flush()
             log_rows.append(row)
-            if step % config.save_every == 0 or step == config.max_steps or stopped_early:
+            if step % config.save_every == 0 or step == end or stopped_early:
                 save_last()
     finally:
         bar.close()

@@ -60,6 +60,30 @@ class SAM2Predictor:
             self._features(window_for(img.shape, self.forward.size, self.policy))
 
     @torch.no_grad()
+    def set_image_batch(self, images: list[np.ndarray]) -> None:
+        """Encode several images in one forward pass (``whole`` policy); choose one with :meth:`use_image`.
+
+        Images of the same shape are stacked into one batch for the image encoder.
+        """
+        if self.policy.mode != "whole":
+            raise SegSEMError(f"model {self.name}: batched encoding needs the 'whole' input policy, "
+                              f"this model looks through a window per target")
+        size = self.forward.size
+        x = torch.stack([normalise(np.asarray(im), size) for im in images]).to(self.device)
+        with autocast(self.device):
+            feats = self.forward.encode(x)
+        self._batch = [(np.asarray(im), {"image_embed": feats["image_embed"][i:i + 1],
+                                         "high_res_feats": [f[i:i + 1] for f in feats["high_res_feats"]]})
+                       for i, im in enumerate(images)]
+
+    def use_image(self, index: int) -> None:
+        """Make image ``index`` of the last :meth:`set_image_batch` the current image, without encoding."""
+        image, feats = self._batch[index]
+        self._image = image
+        win = window_for(image.shape, self.forward.size, self.policy)
+        self._cache = {win.key: feats}
+
+    @torch.no_grad()
     def _features(self, win) -> dict:
         if win.key not in self._cache:
             if self.policy.mode == "whole":
