@@ -24,7 +24,6 @@ __all__ = [
     "extract_contours",
     "contour_length",
     "contours_to_nm",
-    "FeatureContours",
     "write_contours_json",
     "write_contours_csv",
     "write_contours_gds",
@@ -102,10 +101,6 @@ def contour_length(contour: np.ndarray) -> float:
 def contours_to_nm(contours: Iterable[np.ndarray], pixel_size_nm: float) -> list[np.ndarray]:
     """Contours from pixels to nm, with pixel ``c`` covering ``[c, c + 1] * pixel_size_nm``."""
     return [(np.asarray(c, float) + 0.5) * pixel_size_nm for c in contours]
-
-
-class FeatureContours(dict):
-    """Contours of the features of one image: ``{label: [contour (x, y) px, ...]}``."""
 
 
 def write_contours_json(path: str | Path, contours: dict, *, stem: str, pixel_size_nm: float,

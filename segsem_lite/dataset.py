@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.draw import polygon as draw_polygon
 
 from .coords import pixel_of_point, point_in_image, rc_to_xy
 from .errors import SegSEMError
@@ -159,6 +160,9 @@ def atomic_write(path: str | Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -374,9 +378,6 @@ class Dataset:
         chosen = set(self.meta.loc[self.meta["split"] == name, "stem"])
         return [s for s in self.stems if s in chosen]
 
-    def pixel_size_nm(self, stem: str, default: float | None = None) -> float | None:
-        return float(self.row(stem).get("pixel_size_nm", default)) if self.row(stem).get("pixel_size_nm", default) else default
-
     # -- files
     def load_image(self, stem: str) -> np.ndarray:
         """The image of ``stem``; see :func:`read_image`."""
@@ -501,8 +502,6 @@ class Dataset:
             out = []
             for key, polys in layout.items():
                 design = design_for(key)
-                from skimage.draw import polygon as draw_polygon
-
                 if shape is None:
                     raise SegSEMError(f"{where}: image shape needed to place layout prompts")
                 region = np.zeros(shape, bool)

@@ -184,3 +184,12 @@ def test_bad_meta_number_names_the_row(tmp_path):
     root = _make(tmp_path, pixel_size_nm=["1.0", "fast"])
     with pytest.raises(SegSEMError, match="stem s1: pixel_size_nm='fast' is not a number"):
         Dataset(root)
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    import os
+
+    p = write_image(tmp_path / "p.png", np.zeros((4, 4), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask
