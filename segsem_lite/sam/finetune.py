@@ -294,17 +294,13 @@ LOG_FIELDS = ["step", "lr", "seg", "iou_reward", "count", "epe", "total", "val_i
 
 
 def _split_stems(ds: Dataset, cfg: FinetuneConfig) -> tuple[list[str], list[str]]:
-    train = ds.split("train")
-    val = ds.split("val") if ds.meta is not None and "split" in ds.meta.columns else []
-    if ds.meta is not None and "split" in ds.meta.columns and not val:
-        rng = np.random.default_rng(cfg.seed)
-        order = list(rng.permutation(train))
-        n_val = max(1, int(round(cfg.val_fraction * len(order)))) if len(order) > 1 else 0
-        val, train = sorted(order[:n_val]), sorted(order[n_val:])
-    elif not val:
-        rng = np.random.default_rng(cfg.seed)
-        order = list(rng.permutation(ds.stems))
-        n_val = max(1, int(round(cfg.val_fraction * len(order)))) if len(order) > 1 else 0
+    """Training and validation images: the ``val`` split, or a seeded share of ``train``."""
+    has_split = ds.meta is not None and "split" in ds.meta.columns
+    train = ds.split("train") if has_split else ds.stems
+    val = ds.split("val") if has_split else []
+    if not val and len(train) > 1:
+        order = [str(s) for s in np.random.default_rng(cfg.seed).permutation(train)]
+        n_val = max(1, int(round(cfg.val_fraction * len(order))))
         val, train = sorted(order[:n_val]), sorted(order[n_val:])
     if not train:
         raise SegSEMError(f"{ds.root}: no training images (split 'train' is empty)")
