@@ -5,7 +5,6 @@ Everything that imports torch or sam2 lives here; import it only when a model is
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import SegSEMError
 from .models import BUILTIN_MODELS, OFFICIAL_CONFIGS, InputPolicy, ModelSpec, build_model, load_model_file, load_state, \

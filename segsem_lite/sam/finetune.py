@@ -14,14 +14,13 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..dataset import Dataset, Target, atomic_write, interior_point
 from ..errors import SegSEMError
@@ -182,18 +181,9 @@ class TargetSampler:
         """
         s = self.spec.image_size
         win = self._window(item, rng, jitter)
-        if self.spec.input.mode == "whole":
-            img = item.image
-            tgt = cv2.resize(item.mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA) > 0.5
-            scale = np.array([s / item.image.shape[1], s / item.image.shape[0]])
-
-            def to_in(p):
-                return (np.asarray(p, float) + 0.5) * scale
-        else:
-            img = win.crop(item.image)
-            tgt = cv2.resize(win.crop(item.mask.astype(np.uint8)).astype(np.float32), (s, s),
-                             interpolation=cv2.INTER_AREA) > 0.5
-            to_in = win.to_input
+        img = win.crop(item.image)
+        tgt = cv2.resize(win.crop(item.mask.astype(np.uint8)).astype(np.float32), (s, s),
+                         interpolation=cv2.INTER_AREA) > 0.5
         if not tgt.any():  # the target vanished at this scale: fall back to its interior point
             tgt[int(s / 2), int(s / 2)] = True
         if rng is not None:
@@ -201,7 +191,7 @@ class TargetSampler:
             i = int(rng.integers(len(rr)))
             point = np.array([cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5)]) + 0.5
         else:
-            point = to_in(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
+            point = win.to_input(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
             if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
                 x, y = interior_point(tgt)
                 point = np.array([x + 0.5, y + 0.5])
@@ -413,8 +403,6 @@ def finetune(
         if log_path.exists():
             with open(log_path, newline="") as fh:
                 log_rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
-    elif resume:
-        pass  # nothing to resume: a fresh start
     stopped_early = bool(resume and last.exists() and config.patience and bad >= config.patience)
     if rank == 0:
         atomic_write(log_path, lambda tmp: _write_log(tmp, log_rows))

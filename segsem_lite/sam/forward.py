@@ -39,46 +39,43 @@ def normalise(image: np.ndarray, size: int) -> torch.Tensor:
 
 
 class Window:
-    """A square window ``[x0, x0 + side) x [y0, y0 + side)`` of an image, in pixels.
+    """A window ``[x0, x0 + side) x [y0, y0 + side_h)`` of an image, in pixels.
 
-    It maps points (x, y) from the image to the model's input of ``size`` pixels, crops
-    (padding by reflection beyond the image), and pastes full-resolution outputs back.
+    It maps points (x, y) from the image to the model's square input of ``size`` pixels,
+    crops (padding by reflection beyond the image), and pastes full-resolution outputs
+    back. Windows around targets are square; the ``whole`` policy's window is the image.
     """
 
-    def __init__(self, x0: int, y0: int, side: int, size: int):
+    def __init__(self, x0: int, y0: int, side: int, size: int, side_h: int | None = None):
         self.x0, self.y0, self.side, self.size = int(x0), int(y0), int(side), int(size)
+        self.side_h = int(side_h) if side_h is not None else self.side
 
     @property
-    def key(self) -> tuple[int, int, int]:
-        return (self.x0, self.y0, self.side)
-
-    @property
-    def scale(self) -> float:
-        """Model input pixels per image pixel."""
-        return self.size / self.side
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.side, self.side_h)
 
     def to_input(self, points_xy: np.ndarray) -> np.ndarray:
         """Points (x, y) in image pixels to the model's input pixels (pixel centres at +0.5)."""
         p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-        return (p - [self.x0, self.y0] + 0.5) * self.scale
+        return (p - [self.x0, self.y0] + 0.5) * [self.size / self.side, self.size / self.side_h]
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape
         pad_l, pad_t = max(0, -self.x0), max(0, -self.y0)
-        pad_r, pad_b = max(0, self.x0 + self.side - w), max(0, self.y0 + self.side - h)
-        sub = image[max(0, self.y0): self.y0 + self.side, max(0, self.x0): self.x0 + self.side]
+        pad_r, pad_b = max(0, self.x0 + self.side - w), max(0, self.y0 + self.side_h - h)
+        sub = image[max(0, self.y0): self.y0 + self.side_h, max(0, self.x0): self.x0 + self.side]
         if pad_l or pad_t or pad_r or pad_b:
             mode = "reflect" if min(sub.shape) > max(pad_l, pad_t, pad_r, pad_b) else "edge"
             sub = np.pad(sub, ((pad_t, pad_b), (pad_l, pad_r)), mode=mode)
         return sub
 
     def paste(self, values: np.ndarray, shape: tuple[int, int], fill: float) -> np.ndarray:
-        """Put (K, side, side) window values into (K, H, W) arrays filled with ``fill``."""
+        """Put (K, side_h, side) window values into (K, H, W) arrays filled with ``fill``."""
         k = values.shape[0]
         out = np.full((k, *shape), fill, dtype=values.dtype)
         h, w = shape
         ys, xs = max(0, self.y0), max(0, self.x0)
-        ye, xe = min(h, self.y0 + self.side), min(w, self.x0 + self.side)
+        ye, xe = min(h, self.y0 + self.side_h), min(w, self.x0 + self.side)
         out[:, ys:ye, xs:xe] = values[:, ys - self.y0: ye - self.y0, xs - self.x0: xe - self.x0]
         return out
 
@@ -92,9 +89,7 @@ def window_for(shape: tuple[int, int], size: int, policy, *, point_xy=None, regi
     """
     h, w = shape
     if policy.mode == "whole":
-        win = Window(0, 0, max(h, w), size)
-        win.side_hw = (h, w)
-        return win
+        return Window(0, 0, w, size, side_h=h)
     if region_xyxy is not None:
         x0, y0, x1, y1 = region_xyxy
         side = policy.context * max(x1 - x0, y1 - y0)

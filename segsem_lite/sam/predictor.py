@@ -86,10 +86,7 @@ class SAM2Predictor:
     @torch.no_grad()
     def _features(self, win) -> dict:
         if win.key not in self._cache:
-            if self.policy.mode == "whole":
-                x = normalise(self._image, win.size)
-            else:
-                x = normalise(win.crop(self._image), win.size)
+            x = normalise(win.crop(self._image), win.size)
             with autocast(self.device):
                 feats = self.forward.encode(x[None].to(self.device))
             self._cache[win.key] = feats
@@ -133,13 +130,8 @@ class SAM2Predictor:
         win = window_for(self._image.shape, size, self.policy, point_xy=pts[0], region_xyxy=region_xyxy)
         feats = self._features(win)
         h, w = self._image.shape
-        if self.policy.mode == "whole":
-            scale = np.array([size / w, size / h])
-            p_in = (pts + 0.5) * scale
-            b_in = None if box is None else ((np.asarray(box, float).reshape(2, 2) + 0.5) * scale).ravel()
-        else:
-            p_in = win.to_input(pts)
-            b_in = None if box is None else win.to_input(np.asarray(box, float).reshape(2, 2)).ravel()
+        p_in = win.to_input(pts)
+        b_in = None if box is None else win.to_input(np.asarray(box, float).reshape(2, 2)).ravel()
         points = torch.as_tensor(p_in, dtype=torch.float32, device=self.device)[None]
         labels = torch.as_tensor(np.asarray(point_labels).reshape(1, -1), dtype=torch.int32, device=self.device)
         boxes = None if b_in is None else torch.as_tensor(b_in, dtype=torch.float32, device=self.device)[None]
@@ -150,7 +142,7 @@ class SAM2Predictor:
             full = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
             full = F.interpolate(full, size=(h, w), mode="bilinear", align_corners=False)[0].cpu().numpy()
         else:
-            up = F.interpolate(low, size=(win.side, win.side), mode="bilinear", align_corners=False)[0].cpu().numpy()
+            up = F.interpolate(low, size=(win.side_h, win.side), mode="bilinear", align_corners=False)[0].cpu().numpy()
             full = win.paste(up, (h, w), fill=-32.0)
         masks = full if return_logits else full > 0.0
         return masks, iou[0].float().cpu().numpy(), low[0].cpu().numpy()
