@@ -5,9 +5,10 @@ generator) imports without torch; the SAM2 engine lives in :mod:`segsem_lite.sam
 """
 
 from .batch import EvaluationReport, evaluate_dataset, extract_dataset, format_table
-from .config import FallbackConfig, GateConfig, PipelineConfig, RefineConfig
+from .config import EdgeConfig, FallbackConfig, GateConfig, PipelineConfig, RefineConfig
 from .contours import extract_contours, sobel_edges, write_contours_csv, write_contours_gds, write_contours_json
 from .dataset import Dataset, DatasetReport, Design, Target, check_dataset, read_image, read_mask, sample_dataset
+from .edges import place_edges
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .metrics import EdgePlacementError, MaskScores, average_exposure, edge_placement_error, iou, mask_scores
@@ -19,11 +20,11 @@ from .threshold import fallback_mask, sauvola_mask
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dataset", "DatasetReport", "Design", "EdgePlacementError", "EvaluationReport", "FallbackConfig",
+    "Dataset", "DatasetReport", "Design", "EdgeConfig", "EdgePlacementError", "EvaluationReport", "FallbackConfig",
     "GateConfig", "GateDecision", "MaskScores", "MaskSource", "PipelineConfig", "RefineConfig",
     "SegSEMError", "SegmentationResult", "Target", "average_exposure", "check_dataset", "edge_placement_error",
     "evaluate_dataset", "extract_contours", "extract_dataset", "fallback_mask", "format_table", "gate_candidates",
-    "iou", "load_model", "mask_scores", "read_image", "read_mask", "refine_mask", "sample_dataset",
+    "iou", "load_model", "mask_scores", "place_edges", "read_image", "read_mask", "refine_mask", "sample_dataset",
     "sauvola_mask", "segment_image", "segment_target", "sobel_edges", "write_contours_csv", "write_contours_gds",
     "write_contours_json",
 ]

@@ -24,7 +24,8 @@ from .metrics import average_exposure, edge_placement_error, mask_scores
 from .overlay import SOURCE_COLOURS, overlay_image
 from .pipeline import MaskSource, SegmentationResult, segment_image
 
-__all__ = ["RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table"]
+__all__ = [
+    "RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
 
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "source", "gate_reasons", "score", "n_candidates",
                  "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total",
@@ -286,7 +287,7 @@ def evaluate_dataset(
         timed = {}
         for name, m in (("standard", None), ("segsem", model)):
             t0 = time.perf_counter()
-            timed[name] = segment_image(image, targets, model=m, config=config)
+            timed[name] = segment_image(image, targets, model=m, config=config, keep_candidates=m is not None)
             image_rows.append({"stem": stem, "pipeline": name, "ms": (time.perf_counter() - t0) * 1e3})
         for i, t in enumerate(targets):
             truth = mask == t.label
@@ -300,6 +301,10 @@ def evaluate_dataset(
                 if name == "segsem" and isinstance(res, SegmentationResult):
                     row["segsem_gate"] = res.gate_reasons
                     row["segsem_score"] = max(res.candidate_scores) if res.candidate_scores else np.nan
+                    if res.candidates is not None and len(res.candidates):
+                        top = res.candidates[int(np.argmax(res.candidate_scores))]
+                        row["segsem_score_true_iou"] = mask_scores(top, truth).iou
+                        res.candidates = None  # the masks are not kept past their image
             rows.append(row)
     per_sample = pd.DataFrame(rows)
     if per_sample.empty:
@@ -310,6 +315,42 @@ def evaluate_dataset(
     per_case = _per_case(per_sample, times, model is not None)
     summary = _summary(per_sample, times, model, image_errors)
     return EvaluationReport(per_sample=per_sample, per_case=per_case, summary=summary)
+
+
+def calibration(predicted, true, *, bins=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001)) -> dict:
+    """How well the gate's predicted IoU matches the true IoU of the same candidate.
+
+    Parameters
+    ----------
+    predicted, true : sequences of float
+        Predicted IoU of each target's highest-scoring candidate, and that candidate's
+        IoU against the ground truth (before refinement).
+    bins : sequence of float
+        Edges of the reliability table's predicted-IoU bins.
+
+    Returns
+    -------
+    dict
+        ``n``, ``mean_predicted``, ``mean_true``, ``mean_abs_error``, ``correlation`` and
+        ``bins``: per bin of predicted IoU, its count and mean predicted and true IoU.
+    """
+    p = np.asarray(predicted, float)
+    t = np.asarray(true, float)
+    ok = np.isfinite(p) & np.isfinite(t)
+    p, t = p[ok], t[ok]
+    out: dict[str, Any] = {"n": int(len(p))}
+    if not len(p):
+        return out
+    out.update(mean_predicted=float(p.mean()), mean_true=float(t.mean()), mean_abs_error=float(np.abs(p - t).mean()),
+               correlation=float(np.corrcoef(p, t)[0, 1]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else None)
+    table = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (p >= lo) & (p < hi)
+        if sel.any():
+            table.append({"from": float(lo), "to": float(min(hi, 1.0)), "n": int(sel.sum()),
+                          "predicted": float(p[sel].mean()), "true": float(t[sel].mean())})
+    out["bins"] = table
+    return out
 
 
 def _case_sort_key(values):
@@ -348,6 +389,8 @@ def _summary(per_sample, times, model, image_errors) -> dict:
     fallback = int((per_sample["segsem_source"] == "fallback").sum()) if model is not None else 0
     summary["fallback_count"] = fallback
     summary["fallback_rate"] = fallback / len(per_sample) if model is not None else 0.0
+    if model is not None and "segsem_score_true_iou" in per_sample:
+        summary["calibration"] = calibration(per_sample["segsem_score"], per_sample["segsem_score_true_iou"])
     summary["ms_per_image"] = {n: float(times.loc[times["pipeline"] == n, "ms"].mean()) for n in ("standard", "segsem")}
     summary["improvement_pct"] = {
         m: (100.0 * (summary["segsem"][m] - summary["standard"][m]) / summary["standard"][m]
@@ -379,4 +422,9 @@ def format_table(report: EvaluationReport) -> str:
         + f"  {s['ms_per_image']['segsem']:8.1f} {s['fallback_count']:8d}")
     imp = ", ".join(f"{m} {v:+.1f}%" for m, v in s["improvement_pct"].items() if v is not None)
     lines.append(f"model: {s['model']}; SegSEM against standard: {imp}; fallback rate {s['fallback_rate']:.1%}")
+    cal = s.get("calibration")
+    if cal and cal.get("n"):
+        corr = f", correlation {cal['correlation']:.2f}" if cal.get("correlation") is not None else ""
+        lines.append(f"gate calibration: predicted IoU {cal['mean_predicted']:.3f} against true {cal['mean_true']:.3f} "
+                     f"(top candidate, mean absolute error {cal['mean_abs_error']:.3f}{corr})")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ __all__ = [
     "FallbackConfig",
     "GateConfig",
     "RefineConfig",
+    "EdgeConfig",
     "PipelineConfig",
     "nm_to_px",
 ]
@@ -156,12 +157,61 @@ class RefineConfig:
 
 
 @dataclass(frozen=True)
+class EdgeConfig:
+    """Sub-pixel edge placement on the final mask (:mod:`segsem_lite.edges`).
+
+    Attributes
+    ----------
+    enabled : bool
+        Place the edges of SegSEM results (accepted candidates and fallback masks).
+    standard : bool
+        Place them in the standard pipeline too (off: the standard pipeline stays the
+        paper's baseline, Sauvola and morphology).
+    search_nm : float
+        How far along the normal, each way, the edge ridge is looked for.
+    denoise_sigma_nm : float
+        Gaussian denoising of the image before the profiles are read.
+    smooth_nm : float
+        Length along the contour over which offsets are median- and Gaussian-smoothed.
+    step_correction : bool
+        Correct the ridge peak for the material-contrast step under it (a ridge-over-step
+        fit of the contour's mean profile; see :mod:`segsem_lite.edges`).
+    offset_nm : float
+        Constant outward shift after placement: an edge definition other than the ridge
+        peak (for example a calibrated bias against AFM or cross-section CDs).
+    polarity : {"bright_edge", "dark_edge"}
+        Whether edges appear as bright ridges (secondary-electron edge effect) or dark ones.
+    min_found : float
+        Share of contour points that must find a ridge inside the search range, else the
+        mask is left as it was.
+    """
+
+    enabled: bool = True
+    standard: bool = False
+    search_nm: float = 8.0
+    denoise_sigma_nm: float = 1.0
+    smooth_nm: float = 7.0
+    step_correction: bool = True
+    offset_nm: float = 0.0
+    polarity: str = "bright_edge"
+    min_found: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.search_nm > 0, f"search_nm={self.search_nm!r}: expected a positive distance in nm")
+        _require(self.denoise_sigma_nm >= 0, f"denoise_sigma_nm={self.denoise_sigma_nm!r}: expected >= 0")
+        _require(self.smooth_nm >= 0, f"smooth_nm={self.smooth_nm!r}: expected >= 0")
+        _require(self.polarity in ("bright_edge", "dark_edge"),
+                 f"polarity={self.polarity!r}: expected 'bright_edge' or 'dark_edge'")
+        _require(0.0 <= self.min_found <= 1.0, f"min_found={self.min_found!r}: expected a share in [0, 1]")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All settings of the SegSEM pipeline.
 
     Attributes
     ----------
-    fallback, gate, refine
+    fallback, gate, refine, edge
         Settings of each stage.
     pixel_size_nm : float
         Pixel size used when a dataset does not give one.
@@ -170,6 +220,7 @@ class PipelineConfig:
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
     pixel_size_nm: float = 1.0
 
     def __post_init__(self) -> None:

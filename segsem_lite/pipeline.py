@@ -18,6 +18,7 @@ from .config import PipelineConfig
 from .contours import contours_to_nm, extract_contours, sobel_edges
 from .coords import point_in_image
 from .dataset import Design, Target
+from .edges import place_edges
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
@@ -69,7 +70,8 @@ class SegmentationResult:
     candidate_scores : list of float
         Predicted IoU of each model candidate.
     timings_ms : dict of str to float
-        Per stage: ``encode``, ``predict``, ``gate``, ``fallback``, ``refine``, ``contours``.
+        Per stage: ``encode``, ``predict``, ``gate``, ``fallback``, ``refine``, ``edge``
+        (sub-pixel edge placement), ``contours``.
     pixel_size_nm : float
     label, stem : optional
         The target's identity, when known.
@@ -196,8 +198,15 @@ def segment_target(
     t0 = time.perf_counter()
     mask = refine_mask(mask, prompt_xy=prompt_xy, config=config.refine, pixel_size_nm=ps)
     timings["refine"] = (time.perf_counter() - t0) * 1e3
+    contours = None
+    if config.edge.enabled and (source != "standard" or config.edge.standard):
+        t0 = time.perf_counter()
+        placed = place_edges(img, mask, config=config.edge, pixel_size_nm=ps)
+        mask, contours = placed.mask, placed.contours
+        timings["edge"] = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
-    contours = extract_contours(mask)
+    if contours is None:
+        contours = extract_contours(mask)
     edges = sobel_edges(mask)
     timings["contours"] = (time.perf_counter() - t0) * 1e3
     return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,

@@ -20,8 +20,9 @@ def _cmd_finetune(args) -> int:
     cfg = FinetuneConfig(train=args.train, lr=args.lr, max_steps=args.steps, batch_size=args.batch_size,
                          val_every=args.val_every, patience=args.patience, augment=not args.no_augment,
                          seed=args.seed, save_every=args.save_every, schedule=args.schedule,
-                         warmup_steps=args.warmup, weights=LossWeights(iou_reward=args.lambda_iou,
-                                                                        count=args.lambda_count, epe=args.lambda_epe))
+                         warmup_steps=args.warmup, box_prompts=args.box_prompts,
+                         weights=LossWeights(iou_reward=args.lambda_iou, count=args.lambda_count, epe=args.lambda_epe,
+                                             iou_head=args.iou_head_weight))
     model, spec = sam.load_model(args.model, checkpoint=args.checkpoint, device="cpu")
     result = finetune(model, spec, args.dataset, args.out, config=cfg, device=args.device, resume=args.resume,
                       base_name=args.model, progress=not args.quiet, stop_after=args.stop_after)
@@ -66,6 +67,11 @@ def add_subcommands(sub) -> None:
     p.add_argument("--lambda-iou", type=float, default=0.5)
     p.add_argument("--lambda-count", type=float, default=0.5)
     p.add_argument("--lambda-epe", type=float, default=0.01)
+    p.add_argument("--iou-head-weight", type=float, default=1.0,
+                   help="weight of the IoU head's error in L_seg (SAM2's recipe: 1)")
+    p.add_argument("--box-prompts", type=float, default=0.0, metavar="SHARE",
+                   help="share of training prompts that add the design's bounding box as a box prompt; above 0 "
+                        "the model also uses the box at inference (default: points only)")
     p.add_argument("--no-augment", action="store_true", help="no flips or rotations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

@@ -71,6 +71,12 @@ class FinetuneConfig:
     val_fraction : float
         Share of training images held out for validation when the dataset has no ``val`` split.
     max_val_targets : int
+    box_prompts : float
+        Share of training samples prompted with the design's bounding box as well as the
+        point (0: points only). Above 0 the saved model uses the box at inference
+        (:attr:`InputPolicy.box_prompt`) and validation prompts with it.
+    box_jitter : float
+        Random shift of each box side, as a fraction of the box's longer side (sigma).
     weights : LossWeights
     """
 
@@ -89,6 +95,8 @@ class FinetuneConfig:
     save_every: int = 50
     val_fraction: float = 0.2
     max_val_targets: int = 64
+    box_prompts: float = 0.0
+    box_jitter: float = 0.03
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -101,6 +109,8 @@ class FinetuneConfig:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected at least 1")
         if not self.lr > 0:
             raise SegSEMError(f"lr={self.lr!r}: expected a positive learning rate")
+        if not 0.0 <= self.box_prompts <= 1.0:
+            raise SegSEMError(f"box_prompts={self.box_prompts!r}: expected a share in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,11 +183,14 @@ class TargetSampler:
         return win
 
     def sample(self, item: _Item, *, rng: np.random.Generator | None, augment: bool = False, jitter: float = 0.0,
-               point_xy: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
-        """One training example: input image, target at input size, one positive point.
+               point_xy: tuple[float, float] | None = None, box: bool = False,
+               box_jitter: float = 0.0) -> dict[str, np.ndarray]:
+        """One training example: input image, target at input size, one positive point and,
+        with ``box``, the design's bounding box (NaN where the design is unknown).
 
-        With ``rng`` the point is drawn uniformly inside the target (afresh each call); without,
-        ``point_xy`` or the target's most interior point is used.
+        With ``rng`` the point is drawn uniformly inside the target (afresh each call) and
+        the box sides shift by ``box_jitter``; without, ``point_xy`` or the target's most
+        interior point is used.
         """
         s = self.spec.image_size
         win = self._window(item, rng, jitter)
@@ -195,17 +208,25 @@ class TargetSampler:
             if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
                 x, y = interior_point(tgt)
                 point = np.array([x + 0.5, y + 0.5])
+        corners = np.full((2, 2), np.nan)
+        region = item.target.design.bbox_xyxy()
+        if box and region is not None:
+            xyxy = np.asarray(region, dtype=np.float64)
+            if rng is not None and box_jitter > 0:
+                xyxy = xyxy + rng.normal(0.0, box_jitter * max(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]), 4)
+            corners = win.to_input(xyxy.reshape(2, 2))
         x = normalise(img, s).numpy()
         if augment and rng is not None:
             k = int(rng.integers(4))
             flip = bool(rng.integers(2))
-            x, tgt, point = _rot_flip(x, tgt, point, k, flip, s)
-        return {"image": x, "target": tgt, "point": point.astype(np.float32)}
+            x, tgt, pts = _rot_flip(x, tgt, np.vstack([point, corners]), k, flip, s)
+            point, corners = pts[0], np.vstack([pts[1:].min(0), pts[1:].max(0)])
+        return {"image": x, "target": tgt, "point": point.astype(np.float32), "box": corners.astype(np.float32)}
 
 
-def _rot_flip(x: np.ndarray, tgt: np.ndarray, point: np.ndarray, k: int, flip: bool, s: int):
-    """Rotate by k*90 degrees counter-clockwise and flip left-right, image, mask and point (x, y) alike."""
-    px, py = point
+def _rot_flip(x: np.ndarray, tgt: np.ndarray, points: np.ndarray, k: int, flip: bool, s: int):
+    """Rotate by k*90 degrees counter-clockwise and flip left-right, image, mask and points (N, 2) (x, y) alike."""
+    px, py = np.array(points, dtype=np.float64).reshape(-1, 2).T
     for _ in range(k):
         x = np.rot90(x, 1, axes=(1, 2))
         tgt = np.rot90(tgt, 1)
@@ -214,16 +235,31 @@ def _rot_flip(x: np.ndarray, tgt: np.ndarray, point: np.ndarray, k: int, flip: b
         x = x[:, :, ::-1]
         tgt = tgt[:, ::-1]
         px = s - px
-    return np.ascontiguousarray(x), np.ascontiguousarray(tgt), np.array([px, py])
+    return np.ascontiguousarray(x), np.ascontiguousarray(tgt), np.stack([px, py], 1)
+
+
+def _prompts(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt tokens (B, T, 2) and labels (B, T): the point, after the box corners (labels 2
+    and 3) when any sample has a box; a sample without one gets padding tokens (label -1)."""
+    points = np.stack([s["point"] for s in samples])[:, None, :]
+    labels = np.ones((len(samples), 1), np.int32)
+    boxes = np.stack([s.get("box", np.full((2, 2), np.nan, np.float32)) for s in samples])
+    has = ~np.isnan(boxes).any(axis=(1, 2))
+    if not has.any():
+        return points, labels
+    box_labels = np.where(has[:, None], [[2, 3]], [[-1, -1]]).astype(np.int32)
+    return (np.concatenate([np.nan_to_num(boxes), points], 1).astype(np.float32),
+            np.concatenate([box_labels, labels], 1))
 
 
 def _collate(samples: list[dict], device: torch.device) -> dict[str, torch.Tensor]:
     targets = np.stack([s["target"] for s in samples])
+    points, labels = _prompts(samples)
     return {
         "images": torch.from_numpy(np.stack([s["image"] for s in samples])).to(device),
         "targets": torch.from_numpy(targets.astype(np.float32)).to(device),
-        "points": torch.from_numpy(np.stack([s["point"] for s in samples])[:, None, :]).to(device),
-        "labels": torch.ones(len(samples), 1, dtype=torch.int32, device=device),
+        "points": torch.from_numpy(points).to(device),
+        "labels": torch.from_numpy(labels).to(device),
         "sdf": torch.from_numpy(np.stack([signed_distance(t) for t in targets])).to(device),
         "outside": torch.from_numpy(np.stack([outside_region(t) for t in targets])).to(device),
     }
@@ -240,15 +276,16 @@ def _lr_at(step: int, cfg: FinetuneConfig) -> float:
 
 @torch.no_grad()
 def evaluate_sampler(fwd: SamForward, sampler: TargetSampler, device: torch.device, *, batch_size: int = 8,
-                     limit: int | None = None) -> dict[str, float]:
+                     limit: int | None = None, box: bool = False) -> dict[str, float]:
     """Validation at the model's input: IoU of the candidate with the highest predicted IoU
-    (what the gate looks at first), the best-of-K IoU, and the mean predicted IoU."""
+    (what the gate looks at first), the best-of-K IoU, and the mean predicted IoU; with
+    ``box``, prompted with the design's bounding box as well."""
     was = fwd.training
     fwd.eval()
     items = sampler.items[:limit] if limit else sampler.items
     chosen, best, pred = [], [], []
     for i in range(0, len(items), batch_size):
-        batch = _collate([sampler.sample(it, rng=None) for it in items[i:i + batch_size]], device)
+        batch = _collate([sampler.sample(it, rng=None, box=box) for it in items[i:i + batch_size]], device)
         with autocast(device):
             low, iou = fwd(batch["images"], batch["points"], batch["labels"])
         logits = upsample_logits(low.float(), fwd.size)
@@ -366,6 +403,9 @@ def finetune(
     train_s, val_s = _split_stems(ds, config)
     train_s = train_stems if train_stems is not None else train_s
     val_s = val_stems if val_stems is not None else val_s
+    if config.box_prompts > 0 and not spec.input.box_prompt:
+        spec = ModelSpec.from_dict({**spec.to_dict(), "input": {**spec.to_dict()["input"], "box_prompt": True}})
+    use_box = spec.input.box_prompt
     train_set = TargetSampler.from_dataset(ds, train_s, spec)
     val_set = TargetSampler.from_dataset(ds, val_s, spec) if val_s else train_set
     run_dir = Path(run_dir)
@@ -436,8 +476,10 @@ def finetune(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, config)
             picks = rng.integers(len(train_set), size=config.batch_size)
+            boxed = rng.random(config.batch_size) < config.box_prompts
             batch = _collate([train_set.sample(train_set.items[i], rng=rng, augment=config.augment,
-                                               jitter=config.jitter) for i in picks], dev)
+                                               jitter=config.jitter, box=bool(b), box_jitter=config.box_jitter)
+                              for i, b in zip(picks, boxed)], dev)
             with autocast(dev):
                 low, iou = net(batch["images"], batch["points"], batch["labels"])
             logits = upsample_logits(low.float(), fwd.size)
@@ -453,7 +495,7 @@ def finetune(
             if step % config.val_every == 0 or step == end:
                 stop = torch.zeros(1)
                 if rank == 0:
-                    metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets)
+                    metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets, box=use_box)
                     row.update({k: f"{v:.5f}" for k, v in metrics.items()})
                     if metrics["val_iou"] > best_val:
                         best_val, best_step, bad = metrics["val_iou"], step, 0
@@ -481,7 +523,7 @@ def finetune(
         if fh:
             fh.close()
     if rank == 0 and not (run_dir / "best.pt").exists():
-        metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets)
+        metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets, box=use_box)
         best_val, best_step = metrics["val_iou"], step
         save_best(metrics)
     if world > 1:

@@ -69,6 +69,9 @@ class InputPolicy:
         Window side as a multiple of the target's design extent, when known.
     min_window_px, max_window_px : int
         Bounds of the window side.
+    box_prompt : bool
+        Add the target's design bounding box, when known, as a box prompt to the point
+        (for models trained with box prompts; the layout says which feature is meant).
     """
 
     mode: str = "whole"
@@ -76,6 +79,7 @@ class InputPolicy:
     context: float = 1.6
     min_window_px: int = 96
     max_window_px: int = 512
+    box_prompt: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "window"):

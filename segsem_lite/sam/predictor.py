@@ -104,7 +104,8 @@ class SAM2Predictor:
         point_labels : (N,) ndarray
             1 foreground, 0 background.
         box : (4,) ndarray, optional
-            Box prompt (x0, y0, x1, y1) in image pixels.
+            Box prompt (x0, y0, x1, y1) in image pixels. Models whose input policy has
+            ``box_prompt`` use ``region_xyxy`` when no box is given.
         multimask_output : bool
             Three candidates (True) or one.
         region_xyxy : tuple, optional
@@ -127,6 +128,8 @@ class SAM2Predictor:
                 raise SegSEMError(f"prompt (x={p[0]:g}, y={p[1]:g}) is outside the image of "
                                   f"{self._image.shape[1]}x{self._image.shape[0]} px")
         size = self.forward.size
+        if box is None and self.policy.box_prompt and region_xyxy is not None:
+            box = np.asarray(region_xyxy, dtype=np.float64)
         win = window_for(self._image.shape, size, self.policy, point_xy=pts[0], region_xyxy=region_xyxy)
         feats = self._features(win)
         h, w = self._image.shape
