@@ -19,6 +19,7 @@ __all__ = [
     "plot_iou_distributions",
     "plot_mask_examples",
     "plot_calibration",
+    "plot_edge_placement",
 ]
 
 
@@ -224,5 +225,64 @@ def plot_calibration(predicted, true, *, tau: float | None = None) -> "matplotli
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted IoU")
     ax.set_ylabel("true IoU")
+    fig.tight_layout()
+    return fig
+
+
+def plot_edge_placement(image: np.ndarray, before: np.ndarray, after: np.ndarray, truth: np.ndarray | None = None,
+                        *, crop: int = 40, reach: float = 10.0) -> "matplotlib.figure.Figure":
+    """Edge placement at one place of a contour: a zoom with the contours before and after,
+    and the image profile across the edge there.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    before, after : (K, 2) ndarray
+        Contour (x, y) before and after placement.
+    truth : (K, 2) ndarray, optional
+        Ground-truth contour.
+    crop : int
+        Half side of the zoom in px.
+    reach : float
+        Half length of the profile in px.
+    """
+    from scipy import ndimage as ndi
+
+    fig, axes = _figure(1, 2, size=3.6)
+    ax, bx = axes[0]
+    i = int(np.argmax(after[:, 0]))  # the rightmost point: on a side, not a corner
+    p = after[i]
+    tangent = after[(i + 2) % len(after)] - after[i - 2]
+    n = np.array([tangent[1], -tangent[0]]) / max(np.hypot(*tangent), 1e-9)
+    x0, y0 = int(p[0]) - crop, int(p[1]) - crop
+    ax.imshow(image, cmap="gray", interpolation="nearest")
+    for c, colour, label in ((truth, "lime", "truth"), (before, "orange", "before"), (after, "red", "placed")):
+        if c is not None:
+            ax.plot(c[:, 0], c[:, 1], color=colour, lw=1.0, label=label)
+    ax.plot([p[0] - reach * n[0], p[0] + reach * n[0]], [p[1] - reach * n[1], p[1] + reach * n[1]], "c-", lw=0.8)
+    ax.set_xlim(x0, x0 + 2 * crop)
+    ax.set_ylim(y0 + 2 * crop, y0)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("zoom on one edge", fontsize=9)
+    t = np.linspace(-reach, reach, 161)
+    xy = p[None] + t[:, None] * n[None]
+    prof = ndi.map_coordinates(np.asarray(image, float), [xy[:, 1], xy[:, 0]], order=1)
+    bx.plot(t, prof, color="0.3", lw=1.0)
+
+    def crossing(c):
+        if c is None:
+            return None
+        d = np.hypot(*(c - p).T)
+        q = c[int(np.argmin(d))]
+        return float(np.dot(q - p, n))
+
+    for c, colour, label in ((truth, "lime", "truth"), (before, "orange", "before"), (after, "red", "placed")):
+        u = crossing(c)
+        if u is not None and abs(u) <= reach:
+            bx.axvline(u, color=colour, lw=1.2, label=f"{label} ({u:+.2f} px)")
+    bx.set_xlabel("along the normal (px, outward)")
+    bx.set_ylabel("grey level")
+    bx.legend(fontsize=7)
+    bx.set_title("profile across the edge", fontsize=9)
     fig.tight_layout()
     return fig

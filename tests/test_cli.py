@@ -110,6 +110,9 @@ def test_evaluate_and_extract_with_a_sam2_checkpoint(tmp_path, small_dataset):
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["model"] == "mini-test" and 0 <= s["fallback_rate"] <= 1
+    cal = s["calibration"]
+    assert cal["n"] == s["n"] - s["errors"]["targets"] and 0 <= cal["mean_true"] <= 1
+    assert sum(b["n"] for b in cal["bins"]) == cal["n"] and "gate calibration: predicted IoU" in r.stdout
     assert s["ms_per_image"]["segsem"] > s["ms_per_image"]["standard"]
     r = _segsem("extract", small_dataset, "--out", tmp_path / "ex", "--model", ckpt, "--quiet")
     rows = list(csv.DictReader(open(tmp_path / "ex" / "records.csv")))

@@ -103,3 +103,15 @@ def test_diagnose_mask_names_failures():
     half = np.zeros_like(truth)
     half[15:45, 15:30] = True
     assert diagnose_mask(half, truth) == "partial"
+
+
+def test_calibration_reliability_table():
+    from segsem_lite.batch import calibration
+
+    pred = np.array([0.95, 0.92, 0.85, 0.6, np.nan])
+    true = np.array([0.97, 0.90, 0.70, 0.65, 0.9])
+    c = calibration(pred, true)
+    assert c["n"] == 4 and c["mean_abs_error"] == pytest.approx((0.02 + 0.02 + 0.15 + 0.05) / 4)
+    assert [(b["from"], b["n"]) for b in c["bins"]] == [(0.5, 1), (0.8, 1), (0.9, 1), (0.95, 1)]
+    assert c["bins"][1]["true"] == pytest.approx(0.70) and c["correlation"] > 0.8
+    assert calibration([], []) == {"n": 0}

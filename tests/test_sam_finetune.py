@@ -58,9 +58,13 @@ def test_augmentation_keeps_point_mask_and_image_together():
     point = np.array([25.5, 6.5])  # (x, y) input coordinates of pixel (row 6, col 25)
     for k in range(4):
         for flip in (False, True):
-            x2, t2, p2 = _rot_flip(x, tgt, point, k, flip, s)
-            r, c = int(p2[1] - 0.5), int(p2[0] - 0.5)
+            x2, t2, pts = _rot_flip(x, tgt, np.vstack([point, [[20.0, 3.0], [30.0, 9.0]]]), k, flip, s)
+            r, c = int(pts[0, 1] - 0.5), int(pts[0, 0] - 0.5)
             assert t2[r, c] and x2[0, r, c] == 5.0 and t2.sum() == tgt.sum()
+            # the target's box corners go along: the box spans the moved target exactly
+            rows, cols = np.nonzero(t2)
+            lo, hi = pts[1:].min(0), pts[1:].max(0)
+            assert (lo == [cols.min(), rows.min()]).all() and (hi == [cols.max() + 1, rows.max() + 1]).all()
 
 
 def test_points_are_drawn_afresh_inside_the_target(small_dataset):
@@ -74,6 +78,42 @@ def test_points_are_drawn_afresh_inside_the_target(small_dataset):
         assert s["target"][r, c]
         pts.append(tuple(s["point"]))
     assert len(set(pts)) == 5
+
+
+def test_box_prompts_from_the_design_train_and_are_used_at_inference(small_dataset, tmp_path):
+    from segsem_lite.sam.finetune import _collate
+    from segsem_lite.sam.models import clone_spec
+    from segsem_lite.sam.predictor import SAM2Predictor
+
+    ds = Dataset(small_dataset)
+    spec = mini_spec("t")
+    sampler = TargetSampler.from_dataset(ds, ds.split("train")[:2], spec)
+    rng = np.random.default_rng(0)
+    boxed = sampler.sample(sampler.items[0], rng=rng, box=True)
+    plain = sampler.sample(sampler.items[0], rng=rng)
+    rows, cols = np.nonzero(boxed["target"])
+    (bx0, by0), (bx1, by1) = boxed["box"]
+    assert bx0 < cols.mean() < bx1 and by0 < rows.mean() < by1, "the design box surrounds the target"
+    batch = _collate([boxed, plain], torch.device("cpu"))
+    assert batch["points"].shape == (2, 3, 2)
+    assert batch["labels"].tolist() == [[2, 3, 1], [-1, -1, 1]]  # box corners, or padding without a box
+    torch.manual_seed(0)
+    result = finetune(build_model(spec), spec, small_dataset, tmp_path / "box",
+                      config=FinetuneConfig(train="all", box_prompts=0.5, **SMALL), device="cpu", progress=False)
+    model, trained = load_model_file(result.best_checkpoint)
+    assert trained.input.box_prompt and not spec.input.box_prompt
+    # at inference the design's box changes the prompt, hence the candidates
+    image = ds.load_image(ds.split("test")[0])
+    t = ds.targets(ds.split("test")[0], mask=ds.load_mask(ds.split("test")[0]), shape=image.shape)[0]
+    point, region = np.array([t.prompt_xy]), t.design.bbox_xyxy()
+    assert region is not None
+    out = {}
+    for uses_box in (True, False):  # the same window either way: only the prompt differs
+        policy = {**trained.to_dict()["input"], "box_prompt": uses_box}
+        predictor = SAM2Predictor(model, clone_spec(trained, input=policy))
+        predictor.set_image(image)
+        out[uses_box] = predictor.predict(point, np.array([1]), region_xyxy=region, return_logits=True)[0]
+    assert not np.allclose(out[True], out[False])
 
 
 def _segsem(*args):
