@@ -39,7 +39,7 @@ RUNS = {
     "06_gating_and_fallback": [{**SCRATCH, "tau_conf": 0.0}, {**SCRATCH, "tau_conf": 1.0}],
     "07_exposure_analysis": [{"model": "traditional"}, {**SCRATCH, "tau_conf": 0.0}],
     "08_contours_for_opc": [{"stem": "case10_005"}, {**SCRATCH}],
-    "90_model_card": [{"n_generic": 3}],
+    "90_model_card": [{"n_generic": 3, "fresh_per_case": 1}],
 }
 
 

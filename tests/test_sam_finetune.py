@@ -170,3 +170,21 @@ def test_stop_after_keeps_the_schedule(small_dataset, tmp_path):
     assert result.steps == 3 and result.best_checkpoint.exists()
     assert float(result.log[-1]["lr"]) == pytest.approx(_lr_at(2, cfg), rel=1e-2)
     assert _lr_at(2, cfg) > 0.5 * cfg.lr
+
+
+def test_recipe_comparison_trains_each_mode_from_one_start(small_dataset, tmp_path):
+    from segsem_lite.sam.models import save_checkpoint
+    from segsem_lite.sam.recipes import run_recipes
+
+    torch.manual_seed(0)
+    start = save_checkpoint(tmp_path / "start.pt", build_model(mini_spec("t")), mini_spec("t"))
+    doc = run_recipes(tmp_path / "runs", [small_dataset], start=str(start), data=small_dataset,
+                      config=FinetuneConfig(**{**SMALL, "max_steps": 2, "val_every": 1, "save_every": 1}))
+    modes = doc["modes"]
+    assert list(modes) == list(TRAIN_MODES)
+    counts = {m: e["trainable_parameters"] for m, e in modes.items()}
+    assert counts["all"] > max(counts["encoders"], counts["decoder"]) and min(counts.values()) > 0
+    for e in modes.values():
+        t = e["tests"][Path(small_dataset).name]
+        assert e["steps"] == 2 and t["targets"] > 0
+        assert 0 <= t["model_iou"] <= 1 and 0 <= t["fallback_rate"] <= 1 and t["iou"] >= 0
