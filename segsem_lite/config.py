@@ -109,7 +109,10 @@ class GateConfig:
     max_regions : int
         Largest number of connected regions a candidate may have (the paper: one).
     min_region_px : int
-        Regions smaller than this many pixels are not counted (0 counts all).
+        Regions smaller than this many pixels are specks, not counted (0 counts every
+        pixel). The default matches refinement's speck size (25 nm^2 at 1 nm/px): a speck
+        the refinement deletes does not make a candidate fragmented. Masks upsampled from
+        SAM2's low-resolution logits often carry a few such specks.
     area_tolerance : float
         Largest relative difference ``|A - A_design| / A_design`` allowed.
     aspect_tolerance : float
@@ -118,7 +121,7 @@ class GateConfig:
 
     tau_conf: float = 0.90
     max_regions: int = 1
-    min_region_px: int = 0
+    min_region_px: int = 25
     area_tolerance: float = 0.5
     aspect_tolerance: float = 0.5
 

@@ -14,11 +14,18 @@ def _rect(h, w, shape=(40, 40), at=(5, 5)):
 
 def test_best_scoring_passing_candidate_is_accepted():
     good = _rect(10, 20)
-    two = good | _rect(3, 3, at=(30, 30))
+    two = good | _rect(6, 6, at=(30, 30))  # a 36 px fragment
     d = gate_candidates(np.stack([two, good, good]), np.array([0.99, 0.93, 0.95]), design=Design(area_px=200, aspect=2.0))
     assert d.accepted_index == 2
     assert d.checks[0].failed == ("topology",)
     assert "2 connected regions" in d.checks[0].reasons[0]
+
+
+def test_specks_below_min_region_px_do_not_count():
+    speck = _rect(10, 20) | _rect(3, 3, at=(30, 30))  # a 9 px speck, which refinement removes anyway
+    assert gate_candidates(speck[None], np.array([0.95])).accepted
+    strict = gate_candidates(speck[None], np.array([0.95]), config=GateConfig(min_region_px=0))
+    assert strict.failed_checks == ("topology",)
 
 
 def test_each_check_can_reject():

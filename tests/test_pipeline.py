@@ -56,7 +56,7 @@ def test_model_candidate_accepted_or_fallback(sample):
     truth = sample.instances == label
     assert isinstance(CandidateTable([truth], [0.95]), MaskSource)
     fragments = truth.copy()
-    fragments[2:6, 2:6] = True  # a spurious fragment
+    fragments[2:10, 2:10] = True  # a spurious fragment of 64 px
     accepted = segment_target(sample.image, prompt, model=CandidateTable([truth, fragments], [0.95, 0.99]))
     assert accepted.source == "sam2" and accepted.decision.accepted_index == 0
     assert accepted.decision.checks[1].failed == ("topology",)
