@@ -373,6 +373,8 @@ class Dataset:
 
     def split(self, name: str) -> list[str]:
         """Stems in a split (``train``, ``val`` or ``test``); all stems if no split is given."""
+        if name not in ("train", "val", "test"):
+            raise SegSEMError(f"split {name!r}: expected train, val or test")
         if self.meta is None or "split" not in self.meta.columns:
             return self.stems
         chosen = set(self.meta.loc[self.meta["split"] == name, "stem"])

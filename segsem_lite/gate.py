@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import GateConfig
 from .dataset import Design
-from .morphology import count_regions
+from .morphology import count_regions, without_specks
 
 __all__ = ["CandidateCheck", "GateDecision", "mask_aspect", "check_candidate", "gate_candidates", "regate"]
 
@@ -114,8 +114,9 @@ def check_candidate(mask: np.ndarray, score: float, *, index: int = 0, design: D
         failed.append("topology")
         reasons.append(f"topology: {n_regions} connected regions, expected 1" if config.max_regions == 1
                        else f"topology: {n_regions} connected regions, expected 1 to {config.max_regions}")
-    area = int(np.count_nonzero(mask))
-    aspect = mask_aspect(mask)
+    core = without_specks(mask, config.min_region_px)  # specks count neither as regions nor as extent
+    area = int(np.count_nonzero(core))
+    aspect = mask_aspect(core)
     if design is not None and design.known and area:
         geo = []
         if design.area_px:

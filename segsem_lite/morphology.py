@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from .config import RefineConfig, nm_to_px
 from .threshold import component_at
 
-__all__ = ["refine_mask", "count_regions"]
+__all__ = ["refine_mask", "count_regions", "without_specks"]
 
 
 def count_regions(mask: np.ndarray, *, min_px: int = 0) -> int:
@@ -17,6 +17,16 @@ def count_regions(mask: np.ndarray, *, min_px: int = 0) -> int:
     m = np.asarray(mask, dtype=np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= max(min_px, 1)))
+
+
+def without_specks(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """The mask without its 8-connected regions under ``min_px`` pixels (all of it when none is larger)."""
+    m = np.asarray(mask, dtype=bool)
+    if min_px <= 1 or not m.any():
+        return m
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+    return np.isin(lab, big) if len(big) else m
 
 
 def _disk(radius: int) -> np.ndarray:

@@ -65,3 +65,12 @@ def test_regate_reuses_recorded_candidates():
     assert regate([r], [None], GateConfig(tau_conf=0.8))[0].accepted
     with pytest.raises(ValueError, match="keep_candidates"):
         regate([SimpleNamespace(candidates=None, candidate_scores=[])], [None])
+
+
+def test_specks_do_not_stretch_the_geometry():
+    line = _rect(30, 6, shape=(60, 60), at=(5, 20))  # aspect 5
+    speck = line | _rect(3, 3, at=(50, 50), shape=(60, 60))  # a speck far off would make the bounding box square
+    design = Design(area_px=180, aspect=5.0)
+    assert gate_candidates(speck[None], np.array([0.95]), design=design).accepted
+    strict = gate_candidates(speck[None], np.array([0.95]), design=design, config=GateConfig(min_region_px=0))
+    assert "geometry" in strict.failed_checks

@@ -102,6 +102,10 @@ class ModelSpec:
     input : InputPolicy
     metadata : dict
         Training metadata (data, steps, wall time, figures).
+    iou_calibration : dict
+        A monotone map from the IoU head's raw prediction to the IoU it achieves
+        (``x``, ``y`` knots and how they were fitted; see :mod:`segsem_lite.sam.calibrate`).
+        Empty: the raw prediction is used.
     """
 
     name: str
@@ -110,6 +114,7 @@ class ModelSpec:
     image_size: int = 1024
     input: InputPolicy = field(default_factory=InputPolicy)
     metadata: dict = field(default_factory=dict)
+    iou_calibration: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)

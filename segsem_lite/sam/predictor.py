@@ -28,6 +28,8 @@ class SAM2Predictor:
 
     Notes
     -----
+    Scores are the IoU head's predictions, mapped through the model's
+    ``spec.iou_calibration`` when it has one; ``calibrated = False`` gives the raw head.
     ``whole`` input policy: the image is encoded once in :meth:`set_image` and every prompt
     reuses it. ``window`` policy: each target is seen through a window around its design
     region; prompts that fall in the same window reuse its encoding.
@@ -40,6 +42,7 @@ class SAM2Predictor:
         self.name = name or spec.name
         self._image: np.ndarray | None = None
         self._cache: dict = {}
+        self.calibrated = bool(spec.iou_calibration)
 
     @property
     def model(self):
@@ -117,7 +120,7 @@ class SAM2Predictor:
         -------
         masks : (K, H, W) bool (or float logits) ndarray
         scores : (K,) ndarray
-            Predicted IoU.
+            Predicted IoU (calibrated when the model carries a calibration).
         low_res_logits : (K, S/4, S/4) ndarray
         """
         if self._image is None:
@@ -148,4 +151,8 @@ class SAM2Predictor:
             up = F.interpolate(low, size=(win.side_h, win.side), mode="bilinear", align_corners=False)[0].cpu().numpy()
             full = win.paste(up, (h, w), fill=-32.0)
         masks = full if return_logits else full > 0.0
-        return masks, iou[0].float().cpu().numpy(), low[0].cpu().numpy()
+        scores = iou[0].float().cpu().numpy()
+        if self.calibrated and self.spec.iou_calibration:
+            cal = self.spec.iou_calibration
+            scores = np.interp(scores, cal["x"], cal["y"]).astype(np.float32)
+        return masks, scores, low[0].cpu().numpy()
