@@ -45,10 +45,19 @@ models: setup
 	  --steps 2500 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 2 --seed 2 \
 	  --out runs/mini-foundation --resume
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation/best.pt mini-foundation
-	$(VENV)/bin/segsem synth --out $(CORPUS)/sem --n-per-case 60 --seed 7001 --test-per-case 6 --quiet
-	$(FT) $(CORPUS)/sem --model mini-foundation --train all --lr 3e-4 --schedule cosine --steps 1500 \
-	  --batch-size 6 --val-every 150 --patience 0 --save-every 100 --threads 2 --seed 3 --out runs/mini-sem --resume
-	$(PY) -m segsem_lite.sam.ship runs/mini-sem/best.pt mini-sem
+	$(VENV)/bin/segsem synth --out $(CORPUS)/sem2 --n-per-case 100 --seed 7001 --test-per-case 6 --quiet
+	$(FT) $(CORPUS)/sem2 --model mini-foundation --train all --lr 3e-4 --schedule cosine --warmup 100 --steps 4000 \
+	  --batch-size 6 --box-prompts 0.8 --iou-head-weight 5 --val-every 250 --patience 0 --save-every 100 --threads 2 \
+	  --seed 3 --out runs/mini-sem-stage1 --resume
+	$(VENV)/bin/segsem synth --out $(CORPUS)/sem3 --n-per-case 150 --seed 7003 --test-per-case 6 --quiet
+	$(FT) $(CORPUS)/sem3 --model runs/mini-sem-stage1/best.pt --train all --lr 1e-4 --schedule cosine --warmup 50 \
+	  --steps 3000 --batch-size 6 --box-prompts 0.8 --iou-head-weight 10 --val-every 250 --patience 0 --save-every 100 \
+	  --threads 2 --seed 5 --out runs/mini-sem --resume
+	$(VENV)/bin/segsem synth --out $(CORPUS)/calibration --n-per-case 10 --seed 7002 --test-per-case 0 --quiet
+	$(VENV)/bin/segsem calibrate $(CORPUS)/calibration --model runs/mini-sem/best.pt --out runs/mini-sem/calibrated.pt
+	$(PY) -m segsem_lite.sam.ship runs/mini-sem/calibrated.pt mini-sem
+	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
+	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
