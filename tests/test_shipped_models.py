@@ -1,0 +1,40 @@
+"""The shipped SAM2-mini checkpoints: load by name, carry their card, and do their job."""
+
+import numpy as np
+import pytest
+import torch
+
+from segsem_lite import evaluate_dataset
+from segsem_lite.registry import load_model
+from segsem_lite.sam import BUILTIN_MODELS
+from segsem_lite.sam.models import load_model_file
+
+pytestmark = pytest.mark.torch
+
+
+def test_both_ship_in_float16_within_25_mb():
+    assert set(BUILTIN_MODELS) == {"mini-foundation", "mini-sem"}
+    assert sum(p.stat().st_size for p in BUILTIN_MODELS.values()) <= 25e6
+    for path in BUILTIN_MODELS.values():
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+
+
+def test_cards_say_how_they_were_made():
+    for name, path in BUILTIN_MODELS.items():
+        _, spec = load_model_file(path)
+        assert {"data", "recipe", "steps", "wall_time_min_2_cores"} <= set(spec.metadata), name
+    _, sem = load_model_file(BUILTIN_MODELS["mini-sem"])
+    assert sem.input.box_prompt and sem.input.mode == "window"
+    cal = sem.iou_calibration
+    assert len(cal["x"]) == len(cal["y"]) >= 2 and np.all(np.diff(cal["x"]) > 0) and np.all(np.diff(cal["y"]) >= 0)
+    assert cal["mae_after"] <= cal["mae_before"]
+
+
+def test_mini_sem_is_the_default_and_beats_the_standard_pipeline(small_dataset):
+    model = load_model("default", device="cpu")
+    assert model.name == "mini-sem" and model.calibrated
+    report = evaluate_dataset(small_dataset, model=model, split="test", progress=False)
+    s = report.summary
+    assert s["segsem"]["iou"] > s["standard"]["iou"] + 0.05, s
+    assert s["fallback_rate"] < 0.5
