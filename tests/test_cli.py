@@ -118,3 +118,20 @@ def test_evaluate_and_extract_with_a_sam2_checkpoint(tmp_path, small_dataset):
     rows = list(csv.DictReader(open(tmp_path / "ex" / "records.csv")))
     assert rows and all(row["source"] in ("sam2", "fallback") for row in rows if row["status"] == "ok")
     assert all(row["n_candidates"] == "3" for row in rows if row["status"] == "ok")
+
+
+@pytest.mark.torch
+def test_calibrate_writes_a_checkpoint_the_other_commands_load(tmp_path, small_dataset):
+    out = tmp_path / "cal.pt"
+    r = _segsem("calibrate", small_dataset, "--model", "mini-sem", "--out", out, "--split", "train", "--per-bin", "10",
+                "--device", "cpu", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "calibrated the IoU head on" in r.stdout and out.is_file()
+    r = _segsem("evaluate", small_dataset, "--model", out, "--split", "test", "--out", tmp_path / "ev", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "gate calibration" in r.stdout
+    for args, message in (((tmp_path / "nowhere",), "no such dataset folder"),
+                          ((small_dataset, "--split", "holdout"), "split 'holdout': expected train, val or test")):
+        r = _segsem("calibrate", *args, "--model", "mini-sem", "--out", tmp_path / "x.pt", "--quiet")
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
