@@ -98,10 +98,12 @@ def test_box_prompts_from_the_design_train_and_are_used_at_inference(small_datas
     assert batch["points"].shape == (2, 3, 2)
     assert batch["labels"].tolist() == [[2, 3, 1], [-1, -1, 1]]  # box corners, or padding without a box
     torch.manual_seed(0)
-    result = finetune(build_model(spec), spec, small_dataset, tmp_path / "box",
+    calibrated_start = clone_spec(spec, iou_calibration={"x": [0.0, 1.0], "y": [0.5, 1.0]})
+    result = finetune(build_model(spec), calibrated_start, small_dataset, tmp_path / "box",
                       config=FinetuneConfig(train="all", box_prompts=0.5, **SMALL), device="cpu", progress=False)
     model, trained = load_model_file(result.best_checkpoint)
     assert trained.input.box_prompt and not spec.input.box_prompt
+    assert not trained.iou_calibration, "a trained head is not described by its start's calibration"
     # at inference the design's box changes the prompt, hence the candidates
     image = ds.load_image(ds.split("test")[0])
     t = ds.targets(ds.split("test")[0], mask=ds.load_mask(ds.split("test")[0]), shape=image.shape)[0]

@@ -95,8 +95,12 @@ def fit_calibration(predicted, true, *, per_bin: int = 20) -> CalibrationFit:
                           mae_before=float(np.abs(p - t).mean()), mae_after=float(np.abs(mapped - t).mean()))
 
 
-def collect_scores(predictor, dataset, *, split: str | None = None, config=None, progress: bool = False):
-    """Raw predicted IoU and true IoU of every candidate of every target, through the pipeline's prompts.
+def collect_scores(predictor, dataset, *, split: str | None = None, progress: bool = False):
+    """Raw predicted IoU and true IoU of every candidate of every target, with the pipeline's prompts.
+
+    Each target is prompted as :func:`segsem_lite.pipeline.segment_target` prompts it (its
+    point, and its design box as the window and, for box-prompt models, the box prompt);
+    every candidate counts, whatever the gate or the fallback would make of it.
 
     Returns
     -------
@@ -105,10 +109,8 @@ def collect_scores(predictor, dataset, *, split: str | None = None, config=None,
     from tqdm.auto import tqdm
 
     from ..batch import _iter_images
-    from ..config import PipelineConfig
     from ..dataset import Dataset
     from ..metrics import mask_scores
-    from ..pipeline import SegmentationResult, segment_image
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     if not ds.has_masks:
@@ -122,13 +124,13 @@ def collect_scores(predictor, dataset, *, split: str | None = None, config=None,
                                                       desc="calibrate", unit="img"):
             if error is not None or not targets:
                 continue
-            results = segment_image(image, targets, model=predictor, config=config or PipelineConfig(),
-                                    keep_candidates=True)
-            for t, res in zip(targets, results):
-                if not isinstance(res, SegmentationResult) or res.candidates is None:
-                    continue
+            predictor.set_image(image)
+            for t in targets:
+                region = t.design.bbox_xyxy() if t.design is not None else None
+                masks, scores, _ = predictor.predict(np.array([t.prompt_xy], dtype=np.float32), np.array([1]),
+                                                     multimask_output=True, region_xyxy=region)
                 truth = mask == t.label
-                for cand, score in zip(res.candidates, res.candidate_scores):
+                for cand, score in zip(masks, scores):
                     pred.append(float(score))
                     true.append(mask_scores(cand, truth).iou)
     finally:

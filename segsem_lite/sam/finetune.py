@@ -405,6 +405,8 @@ def finetune(
     val_s = val_stems if val_stems is not None else val_s
     if config.box_prompts > 0 and not spec.input.box_prompt:
         spec = ModelSpec.from_dict({**spec.to_dict(), "input": {**spec.to_dict()["input"], "box_prompt": True}})
+    if spec.iou_calibration:  # the start's calibration describes the start's IoU head, not the trained one
+        spec = ModelSpec.from_dict({**spec.to_dict(), "iou_calibration": {}})
     use_box = spec.input.box_prompt
     train_set = TargetSampler.from_dataset(ds, train_s, spec)
     val_set = TargetSampler.from_dataset(ds, val_s, spec) if val_s else train_set
