@@ -34,6 +34,8 @@ data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1
 
 # The project's own SAM2 models (the book's model card): the exact commands that made the shipped ones.
+# mini-sem is the last step of its second stage (last.pt), which had fewer fallbacks on the calibration
+# corpus than that stage's best-validation step.
 CORPUS ?= /tmp/segsem_corpus
 FT := $(VENV)/bin/segsem finetune
 models: setup
@@ -54,7 +56,7 @@ models: setup
 	  --steps 3000 --batch-size 6 --box-prompts 0.8 --iou-head-weight 10 --val-every 250 --patience 0 --save-every 100 \
 	  --threads 2 --seed 5 --out runs/mini-sem --resume
 	$(VENV)/bin/segsem synth --out $(CORPUS)/calibration --n-per-case 10 --seed 7002 --test-per-case 0 --quiet
-	$(VENV)/bin/segsem calibrate $(CORPUS)/calibration --model runs/mini-sem/best.pt --out runs/mini-sem/calibrated.pt
+	$(VENV)/bin/segsem calibrate $(CORPUS)/calibration --model runs/mini-sem/last.pt --out runs/mini-sem/calibrated.pt
 	$(PY) -m segsem_lite.sam.ship runs/mini-sem/calibrated.pt mini-sem
 	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
 	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2

@@ -143,6 +143,8 @@ def test_kill_mid_run_and_resume(small_dataset, tmp_path):
     steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))]
     assert steps == list(range(1, 41)), "every step once, none lost, none repeated"
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 40
+    last_model, last_spec = load_model_file(run / "last.pt")  # the last step loads as a model
+    assert last_spec.metadata["step"] == 40 and last_spec.metadata["train"] == "encoders"
     changed = subprocess.run(_segsem(*[a if a != "1e-3" else "2e-3" for a in args], "--resume"),
                              capture_output=True, text=True)
     assert changed.returncode == 2 and "cannot resume with different settings (lr)" in changed.stderr

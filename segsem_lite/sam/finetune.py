@@ -67,7 +67,7 @@ class FinetuneConfig:
         Random shift and scale of the input window, as a fraction of its side.
     seed : int
     save_every : int
-        Steps between resumable checkpoints (``last.pt``).
+        Steps between resumable checkpoints (``last.pt``, which also loads as a model).
     val_fraction : float
         Share of training images held out for validation when the dataset has no ``val`` split.
     max_val_targets : int
@@ -461,6 +461,9 @@ def finetune(
                "optimizer": opt.state_dict(), "step": step, "best_val": best_val, "best_step": best_step,
                "bad": bad, "rng": rng_states, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
                "wall_time_s": wall0 + (time.perf_counter() - t_start)}
+        # with its configuration, the last step is a model too: ``--model RUN/last.pt``
+        meta = {**spec.metadata, "base": base_name, "train": config.train, "dataset": str(ds.root), "step": step}
+        obj["segsem"] = json.dumps(ModelSpec.from_dict({**spec.to_dict(), "metadata": meta}).to_dict())
         atomic_write(last, lambda tmp: torch.save(obj, tmp))
 
     def save_best(metrics: dict) -> None:
