@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import GateConfig
 from .dataset import Design
-from .morphology import count_regions, without_specks
+from .morphology import large_regions
 
 __all__ = ["CandidateCheck", "GateDecision", "mask_aspect", "check_candidate", "gate_candidates", "regate"]
 
@@ -109,12 +109,11 @@ def check_candidate(mask: np.ndarray, score: float, *, index: int = 0, design: D
     if not score >= config.tau_conf:
         failed.append("confidence")
         reasons.append(f"confidence: predicted IoU {score:.3f} < tau_conf {config.tau_conf:.2f}")
-    n_regions = count_regions(mask, min_px=config.min_region_px)
+    core, n_regions = large_regions(mask, min_px=config.min_region_px)  # specks count neither as regions nor as extent
     if not 1 <= n_regions <= config.max_regions:
         failed.append("topology")
         reasons.append(f"topology: {n_regions} connected regions, expected 1" if config.max_regions == 1
                        else f"topology: {n_regions} connected regions, expected 1 to {config.max_regions}")
-    core = without_specks(mask, config.min_region_px)  # specks count neither as regions nor as extent
     area = int(np.count_nonzero(core))
     aspect = mask_aspect(core)
     if design is not None and design.known and area:

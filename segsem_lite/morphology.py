@@ -9,24 +9,25 @@ from scipy import ndimage as ndi
 from .config import RefineConfig, nm_to_px
 from .threshold import component_at
 
-__all__ = ["refine_mask", "count_regions", "without_specks"]
+__all__ = ["refine_mask", "count_regions", "large_regions"]
+
+
+def large_regions(mask: np.ndarray, *, min_px: int = 0) -> tuple[np.ndarray, int]:
+    """The mask without its 8-connected regions under ``min_px`` pixels, and how many regions remain.
+
+    The mask comes back whole when no region reaches ``min_px`` (the count is then 0), so
+    what is measured of it never vanishes for being small.
+    """
+    m = np.asarray(mask, dtype=bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= max(min_px, 1)) + 1
+    core = np.isin(labels, big) if 0 < len(big) < n - 1 else m
+    return core, int(len(big))
 
 
 def count_regions(mask: np.ndarray, *, min_px: int = 0) -> int:
     """Number of 8-connected regions of at least ``min_px`` pixels."""
-    m = np.asarray(mask, dtype=np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= max(min_px, 1)))
-
-
-def without_specks(mask: np.ndarray, min_px: int) -> np.ndarray:
-    """The mask without its 8-connected regions under ``min_px`` pixels (all of it when none is larger)."""
-    m = np.asarray(mask, dtype=bool)
-    if min_px <= 1 or not m.any():
-        return m
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
-    return np.isin(lab, big) if len(big) else m
+    return large_regions(mask, min_px=min_px)[1]
 
 
 def _disk(radius: int) -> np.ndarray:

@@ -87,7 +87,8 @@ def fit_calibration(predicted, true, *, per_bin: int = 20) -> CalibrationFit:
     bx = np.array([p[g].mean() for g in groups])
     by = np.array([t[g].mean() for g in groups])
     fy = np.clip(isotonic(by, np.array([len(g) for g in groups], float)), 0.0, 1.0)
-    # equal knots (flat stretches of the fit) collapse to their ends, keeping the map a function
+    # bins with the same mean prediction (ties in the raw scores) keep their first knot: numpy.interp needs
+    # increasing x
     keep = np.r_[True, np.diff(bx) > 1e-9]
     x, y = bx[keep], fy[keep]
     mapped = np.interp(p, x, y)

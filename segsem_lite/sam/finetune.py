@@ -27,7 +27,7 @@ from ..errors import SegSEMError
 from .devices import autocast, distributed_backend, resolve_device
 from .forward import SamForward, normalise, upsample_logits, window_for
 from .losses import LossWeights, outside_region, segsem_loss, signed_distance
-from .models import ModelSpec, module_parameter_counts, save_checkpoint
+from .models import ModelSpec, clone_spec, module_parameter_counts, save_checkpoint
 
 __all__ = ["TRAIN_MODES", "FinetuneConfig", "set_trainable", "TargetSampler", "finetune", "FinetuneResult"]
 
@@ -406,7 +406,7 @@ def finetune(
     if config.box_prompts > 0 and not spec.input.box_prompt:
         spec = ModelSpec.from_dict({**spec.to_dict(), "input": {**spec.to_dict()["input"], "box_prompt": True}})
     if spec.iou_calibration:  # the start's calibration describes the start's IoU head, not the trained one
-        spec = ModelSpec.from_dict({**spec.to_dict(), "iou_calibration": {}})
+        spec = clone_spec(spec, iou_calibration={})
     use_box = spec.input.box_prompt
     train_set = TargetSampler.from_dataset(ds, train_s, spec)
     val_set = TargetSampler.from_dataset(ds, val_s, spec) if val_s else train_set
@@ -453,6 +453,12 @@ def finetune(
             "train_targets": len(train_set), "val_targets": len(val_set), "config": config.to_dict(),
             "parameters": counts, "world_size": world}, indent=2))
 
+    def run_spec(metrics: dict | None = None) -> ModelSpec:
+        """The spec of the model at this step: the start's, with this run's training metadata."""
+        meta = {**spec.metadata, "base": base_name, "train": config.train, "dataset": str(ds.root),
+                "step": step, **{k: round(v, 4) for k, v in (metrics or {}).items()}}
+        return clone_spec(spec, metadata=meta)
+
     def save_last() -> None:
         if rank != 0:
             return
@@ -461,15 +467,11 @@ def finetune(
                "optimizer": opt.state_dict(), "step": step, "best_val": best_val, "best_step": best_step,
                "bad": bad, "rng": rng_states, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
                "wall_time_s": wall0 + (time.perf_counter() - t_start)}
-        # with its configuration, the last step is a model too: ``--model RUN/last.pt``
-        meta = {**spec.metadata, "base": base_name, "train": config.train, "dataset": str(ds.root), "step": step}
-        obj["segsem"] = json.dumps(ModelSpec.from_dict({**spec.to_dict(), "metadata": meta}).to_dict())
+        obj["segsem"] = json.dumps(run_spec().to_dict())  # so the last step is a model too: --model RUN/last.pt
         atomic_write(last, lambda tmp: torch.save(obj, tmp))
 
     def save_best(metrics: dict) -> None:
-        meta = {**spec.metadata, "base": base_name, "train": config.train, "dataset": str(ds.root),
-                "step": step, **{k: round(v, 4) for k, v in metrics.items()}}
-        save_checkpoint(run_dir / "best.pt", model, ModelSpec.from_dict({**spec.to_dict(), "metadata": meta}))
+        save_checkpoint(run_dir / "best.pt", model, run_spec(metrics))
 
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress or rank != 0, desc=f"finetune {config.train}")
