@@ -80,6 +80,34 @@ def test_points_are_drawn_afresh_inside_the_target(small_dataset):
     assert len(set(pts)) == 5
 
 
+def test_targets_without_a_design_train_in_the_window_inference_gives_them(tmp_path):
+    """Without a design, inference knows only the point: a window_px window centred on it.
+    Training draws the point first and centres the window on it; extent windows fit the mask."""
+    from segsem_lite.synth.generic import write_generic_dataset
+
+    ds = Dataset(write_generic_dataset(tmp_path / "g", n=4, seed=3, val_fraction=0.0))
+    spec = mini_spec("t")
+    sampler = TargetSampler.from_dataset(ds, ds.stems, spec)
+    assert all(it.target.design.bbox_xyxy() is None for it in sampler.items)
+    rng = np.random.default_rng(0)
+    size, centre = spec.image_size, spec.image_size / 2
+    for it in sampler.items:
+        free = [sampler.sample(it, rng=rng) for _ in range(3)]
+        fitted = sampler.sample(it, rng=rng, extent=True)
+        for smp in (*free, fitted):
+            r, c = int(smp["point"][1]), int(smp["point"][0])
+            assert smp["target"][r, c], "the point is on the target"
+        for smp in free:  # window of window_px around the drawn point (+- half a pixel)
+            assert np.allclose(smp["point"], centre, atol=1.0)
+        val = sampler.sample(it, rng=None)  # validation: around the target's prompt, as at inference
+        assert np.allclose(val["point"], centre, atol=1.0)
+        area = it.mask.sum() * (size / spec.input.window_px) ** 2
+        assert free[0]["target"].sum() >= 0.9 * area - 30, "the whole target is in the window (reflections add)"
+        side = max(spec.input.min_window_px, spec.input.context * max(np.ptp(np.nonzero(it.mask)[0]),
+                                                                         np.ptp(np.nonzero(it.mask)[1])))
+        assert fitted["target"].sum() > free[0]["target"].sum() or side >= spec.input.window_px
+
+
 def test_box_prompts_from_the_design_train_and_are_used_at_inference(small_dataset, tmp_path):
     from segsem_lite.sam.finetune import _collate
     from segsem_lite.sam.models import clone_spec

@@ -77,6 +77,10 @@ class FinetuneConfig:
         (:attr:`InputPolicy.box_prompt`) and validation prompts with it.
     box_jitter : float
         Random shift of each box side, as a fraction of the box's longer side (sigma).
+    extent_windows : float
+        For targets without a design, the share of training samples whose window is fitted
+        to the target's mask, as if a design gave its extent. The rest are windowed as at
+        inference, where only the point is known: centred on the point, ``window_px`` wide.
     weights : LossWeights
     """
 
@@ -97,6 +101,7 @@ class FinetuneConfig:
     max_val_targets: int = 64
     box_prompts: float = 0.0
     box_jitter: float = 0.03
+    extent_windows: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -109,8 +114,9 @@ class FinetuneConfig:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected at least 1")
         if not self.lr > 0:
             raise SegSEMError(f"lr={self.lr!r}: expected a positive learning rate")
-        if not 0.0 <= self.box_prompts <= 1.0:
-            raise SegSEMError(f"box_prompts={self.box_prompts!r}: expected a share in [0, 1]")
+        for name in ("box_prompts", "extent_windows"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SegSEMError(f"{name}={getattr(self, name)!r}: expected a share in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,11 +176,16 @@ class TargetSampler:
     def __len__(self) -> int:
         return len(self.items)
 
-    def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float):
-        rows, cols = np.nonzero(item.mask)
-        region = item.target.design.bbox_xyxy() or (cols.min(), rows.min(), cols.max(), rows.max())
-        win = window_for(item.image.shape, self.spec.image_size, self.spec.input, point_xy=item.target.prompt_xy,
-                         region_xyxy=region)
+    def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float, *, point_xy=None,
+                extent: bool = True):
+        """The input window: around the design's extent, or the mask's with ``extent`` when
+        there is no design, else centred on ``point_xy`` (the target's prompt by default)."""
+        region = item.target.design.bbox_xyxy()
+        if region is None and extent:
+            rows, cols = np.nonzero(item.mask)
+            region = (cols.min(), rows.min(), cols.max(), rows.max())
+        point = item.target.prompt_xy if point_xy is None else point_xy
+        win = window_for(item.image.shape, self.spec.image_size, self.spec.input, point_xy=point, region_xyxy=region)
         if rng is not None and jitter > 0 and self.spec.input.mode == "window":
             side = int(round(win.side * np.exp(rng.uniform(-jitter, jitter))))
             dx, dy = rng.uniform(-jitter, jitter, 2) * win.side
@@ -184,26 +195,36 @@ class TargetSampler:
 
     def sample(self, item: _Item, *, rng: np.random.Generator | None, augment: bool = False, jitter: float = 0.0,
                point_xy: tuple[float, float] | None = None, box: bool = False,
-               box_jitter: float = 0.0) -> dict[str, np.ndarray]:
+               box_jitter: float = 0.0, extent: bool = False) -> dict[str, np.ndarray]:
         """One training example: input image, target at input size, one positive point and,
         with ``box``, the design's bounding box (NaN where the design is unknown).
 
         With ``rng`` the point is drawn uniformly inside the target (afresh each call) and
         the box sides shift by ``box_jitter``; without, ``point_xy`` or the target's most
-        interior point is used.
+        interior point is used. A target without a design is windowed as at inference,
+        around its point, unless ``extent`` fits the window to its mask.
         """
         s = self.spec.image_size
-        win = self._window(item, rng, jitter)
+        around_point = item.target.design.bbox_xyxy() is None and not extent
+        drawn = None
+        if around_point and rng is not None:  # draw the point first: the window follows it
+            rr, cc = np.nonzero(item.mask)
+            i = int(rng.integers(len(rr)))
+            drawn = (cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5))
+        win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent)
         img = win.crop(item.image)
         tgt = cv2.resize(win.crop(item.mask.astype(np.uint8)).astype(np.float32), (s, s),
                          interpolation=cv2.INTER_AREA) > 0.5
         if not tgt.any():  # the target vanished at this scale: fall back to its interior point
             tgt[int(s / 2), int(s / 2)] = True
-        if rng is not None:
+        point = win.to_input(drawn).ravel() if drawn is not None else None
+        if point is not None and not tgt[int(np.clip(point[1], 0, s - 1)), int(np.clip(point[0], 0, s - 1))]:
+            point = None  # on a sliver the resize dropped: draw again, at input size
+        if point is None and rng is not None:
             rr, cc = np.nonzero(tgt)
             i = int(rng.integers(len(rr)))
             point = np.array([cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5)]) + 0.5
-        else:
+        elif point is None:
             point = win.to_input(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
             if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
                 x, y = interior_point(tgt)
@@ -432,8 +453,9 @@ def finetune(
     wall0 = 0.0
     if resume and last.exists():
         state = torch.load(last, map_location="cpu", weights_only=False)
-        if state.get("config") != config.to_dict():
-            changed = sorted(k for k, v in config.to_dict().items() if state.get("config", {}).get(k) != v)
+        saved = FinetuneConfig.from_dict(state["config"]).to_dict() if state.get("config") else {}
+        if saved != config.to_dict():  # settings added since the run began count at their defaults
+            changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
             raise SegSEMError(f"{last}: cannot resume with different settings ({', '.join(changed)}); "
                               "use a new run folder")
         model.load_state_dict(state["model"])
@@ -484,9 +506,12 @@ def finetune(
                 g["lr"] = _lr_at(step, config)
             picks = rng.integers(len(train_set), size=config.batch_size)
             boxed = rng.random(config.batch_size) < config.box_prompts
+            extent = (rng.random(config.batch_size) < config.extent_windows if config.extent_windows
+                      else np.zeros(config.batch_size, bool))  # no draw: runs without it replay as before
             batch = _collate([train_set.sample(train_set.items[i], rng=rng, augment=config.augment,
-                                               jitter=config.jitter, box=bool(b), box_jitter=config.box_jitter)
-                              for i, b in zip(picks, boxed)], dev)
+                                               jitter=config.jitter, box=bool(b), box_jitter=config.box_jitter,
+                                               extent=bool(e))
+                              for i, b, e in zip(picks, boxed, extent)], dev)
             with autocast(dev):
                 low, iou = net(batch["images"], batch["points"], batch["labels"])
             logits = upsample_logits(low.float(), fwd.size)
