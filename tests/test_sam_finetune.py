@@ -102,10 +102,23 @@ def test_targets_without_a_design_train_in_the_window_inference_gives_them(tmp_p
         val = sampler.sample(it, rng=None)  # validation: around the target's prompt, as at inference
         assert np.allclose(val["point"], centre, atol=1.0)
         area = it.mask.sum() * (size / spec.input.window_px) ** 2
-        assert free[0]["target"].sum() >= 0.9 * area - 30, "the whole target is in the window (reflections add)"
+        # the whole target, and only it: the window reflects the image beyond its border, not the target
+        assert abs(free[0]["target"].sum() - area) <= 0.1 * area + 30
         side = max(spec.input.min_window_px, spec.input.context * max(np.ptp(np.nonzero(it.mask)[0]),
                                                                          np.ptp(np.nonzero(it.mask)[1])))
         assert fitted["target"].sum() > free[0]["target"].sum() or side >= spec.input.window_px
+
+
+def test_windows_reflect_the_image_but_not_the_target():
+    from segsem_lite.sam.forward import Window
+
+    image = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    mask = np.zeros((10, 10), np.uint8)
+    mask[1:3, 1:3] = 1  # a feature 1 px from the corner
+    win = Window(-4, -4, 10, 10)
+    assert win.crop(mask).sum() == 16, "reflected: the feature and three mirror copies"
+    assert win.crop(mask, fill=0).sum() == 4 and win.crop(mask, fill=0)[5:7, 5:7].all()
+    assert (win.crop(image)[4:, 4:] == image[:6, :6]).all() and win.crop(image)[0, 4] == image[4, 0]
 
 
 def test_box_prompts_from_the_design_train_and_are_used_at_inference(small_dataset, tmp_path):

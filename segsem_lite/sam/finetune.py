@@ -213,7 +213,7 @@ class TargetSampler:
             drawn = (cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5))
         win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent)
         img = win.crop(item.image)
-        tgt = cv2.resize(win.crop(item.mask.astype(np.uint8)).astype(np.float32), (s, s),
+        tgt = cv2.resize(win.crop(item.mask.astype(np.uint8), fill=0).astype(np.float32), (s, s),
                          interpolation=cv2.INTER_AREA) > 0.5
         if not tgt.any():  # the target vanished at this scale: fall back to its interior point
             tgt[int(s / 2), int(s / 2)] = True

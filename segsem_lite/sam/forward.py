@@ -59,14 +59,22 @@ class Window:
         p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
         return (p - [self.x0, self.y0] + 0.5) * [self.size / self.side, self.size / self.side_h]
 
-    def crop(self, image: np.ndarray) -> np.ndarray:
+    def crop(self, image: np.ndarray, fill: float | None = None) -> np.ndarray:
+        """The window's pixels; beyond the image, the image reflected (``fill`` None) or ``fill``.
+
+        Images are reflected, so the model sees plausible context; a target's mask takes
+        ``fill=0``: the reflected copy of a feature is not the feature the point prompts.
+        """
         h, w = image.shape
         pad_l, pad_t = max(0, -self.x0), max(0, -self.y0)
         pad_r, pad_b = max(0, self.x0 + self.side - w), max(0, self.y0 + self.side_h - h)
         sub = image[max(0, self.y0): self.y0 + self.side_h, max(0, self.x0): self.x0 + self.side]
         if pad_l or pad_t or pad_r or pad_b:
+            pads = ((pad_t, pad_b), (pad_l, pad_r))
+            if fill is not None:
+                return np.pad(sub, pads, mode="constant", constant_values=fill)
             mode = "reflect" if min(sub.shape) > max(pad_l, pad_t, pad_r, pad_b) else "edge"
-            sub = np.pad(sub, ((pad_t, pad_b), (pad_l, pad_r)), mode=mode)
+            sub = np.pad(sub, pads, mode=mode)
         return sub
 
     def paste(self, values: np.ndarray, shape: tuple[int, int], fill: float) -> np.ndarray:
