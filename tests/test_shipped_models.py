@@ -38,3 +38,20 @@ def test_mini_sem_is_the_default_and_beats_the_standard_pipeline(small_dataset):
     s = report.summary
     assert s["segsem"]["iou"] > s["standard"]["iou"] + 0.05, s
     assert s["fallback_rate"] < 0.5
+
+
+def test_mini_foundation_segments_generic_objects_from_one_point(tmp_path):
+    from segsem_lite.dataset import Dataset
+    from segsem_lite.sam import load_predictor
+    from segsem_lite.sam.study import score_candidates
+    from segsem_lite.synth.generic import write_generic_dataset
+
+    generic = Dataset(write_generic_dataset(tmp_path / "g", n=12, seed=4242, val_fraction=0.0))
+    predictor = load_predictor("mini-foundation", device="cpu")
+    assert predictor.calibrated, "its IoU head carries a calibration fitted on generic scenes"
+    one_point = score_candidates(predictor, generic, generic.stems)
+    fitted = score_candidates(predictor, generic, generic.stems, fit_window=True)
+    assert len(one_point) == len(fitted) >= 20
+    assert one_point["chosen_iou"].mean() > 0.5, one_point["chosen_iou"].mean()
+    assert not np.allclose(one_point["score_0"], fitted["score_0"]), "the fitted window is another input"
+    assert (one_point["pred_iou"] - one_point["chosen_iou"]).abs().mean() < 0.25

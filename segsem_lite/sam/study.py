@@ -18,8 +18,14 @@ from .losses import LossWeights, count_penalty, epe_penalty, iou_reward, outside
 __all__ = ["score_candidates", "compare_train_modes", "loss_term_maps", "paper_signed_total", "intended_total"]
 
 
-def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targets: int | None = None):
+def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targets: int | None = None,
+                     fit_window: bool = False):
     """Every target's candidates against its truth, straight from the model (no gate, no fallback).
+
+    Each target is prompted with its point; its design's bounding box, when there is one,
+    sets the window (and the box prompt of models that take one). With ``fit_window`` a
+    target without a design is windowed by its true extent instead of around the point:
+    the scale is then known, as a design would give it.
 
     Returns
     -------
@@ -38,8 +44,11 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
         predictor.set_image(image)
         for t in dataset.targets(stem, mask=labels, shape=image.shape):
             truth = labels == t.label
-            masks, scores, _ = predictor.predict(np.array([t.prompt_xy]), np.array([1]),
-                                                 region_xyxy=t.design.bbox_xyxy())
+            region = t.design.bbox_xyxy()
+            if region is None and fit_window:
+                rr, cc = np.nonzero(truth)
+                region = (cc.min(), rr.min(), cc.max(), rr.max())
+            masks, scores, _ = predictor.predict(np.array([t.prompt_xy]), np.array([1]), region_xyxy=region)
             ious = [mask_scores(m, truth).iou for m in masks]
             top = int(np.argmax(scores))
             row = {"stem": stem, "label": t.label, "exposure_case": t.exposure_case or "-",
