@@ -43,6 +43,7 @@ __all__ = [
     "write_mask",
     "atomic_write",
     "interior_point",
+    "mask_bbox_xyxy",
     "design_from_polygons",
     "sample_dataset",
 ]
@@ -204,6 +205,12 @@ def interior_point(mask: np.ndarray) -> tuple[float, float]:
     r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
     x, y = rc_to_xy(np.array([r, c]))
     return float(x), float(y)
+
+
+def mask_bbox_xyxy(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1) of a non-empty mask's pixels, as :meth:`Design.bbox_xyxy` gives a design's."""
+    rows, cols = np.nonzero(mask)
+    return cols.min(), rows.min(), cols.max(), rows.max()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..dataset import Dataset, Target, atomic_write, interior_point
+from ..dataset import Dataset, Target, atomic_write, interior_point, mask_bbox_xyxy
 from ..errors import SegSEMError
 from .devices import autocast, distributed_backend, resolve_device
 from .forward import SamForward, normalise, upsample_logits, window_for
@@ -182,8 +182,7 @@ class TargetSampler:
         there is no design, else centred on ``point_xy`` (the target's prompt by default)."""
         region = item.target.design.bbox_xyxy()
         if region is None and extent:
-            rows, cols = np.nonzero(item.mask)
-            region = (cols.min(), rows.min(), cols.max(), rows.max())
+            region = mask_bbox_xyxy(item.mask)
         point = item.target.prompt_xy if point_xy is None else point_xy
         win = window_for(item.image.shape, self.spec.image_size, self.spec.input, point_xy=point, region_xyxy=region)
         if rng is not None and jitter > 0 and self.spec.input.mode == "window":
@@ -208,9 +207,7 @@ class TargetSampler:
         around_point = item.target.design.bbox_xyxy() is None and not extent
         drawn = None
         if around_point and rng is not None:  # draw the point first: the window follows it
-            rr, cc = np.nonzero(item.mask)
-            i = int(rng.integers(len(rr)))
-            drawn = (cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5))
+            drawn = _draw_point(item.mask, rng)
         win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent)
         img = win.crop(item.image)
         tgt = cv2.resize(win.crop(item.mask.astype(np.uint8), fill=0).astype(np.float32), (s, s),
@@ -221,9 +218,7 @@ class TargetSampler:
         if point is not None and not tgt[int(np.clip(point[1], 0, s - 1)), int(np.clip(point[0], 0, s - 1))]:
             point = None  # on a sliver the resize dropped: draw again, at input size
         if point is None and rng is not None:
-            rr, cc = np.nonzero(tgt)
-            i = int(rng.integers(len(rr)))
-            point = np.array([cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5)]) + 0.5
+            point = np.array(_draw_point(tgt, rng)) + 0.5  # input coordinates: pixel centres at +0.5
         elif point is None:
             point = win.to_input(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
             if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
@@ -243,6 +238,13 @@ class TargetSampler:
             x, tgt, pts = _rot_flip(x, tgt, np.vstack([point, corners]), k, flip, s)
             point, corners = pts[0], np.vstack([pts[1:].min(0), pts[1:].max(0)])
         return {"image": x, "target": tgt, "point": point.astype(np.float32), "box": corners.astype(np.float32)}
+
+
+def _draw_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """A point (x, y) drawn uniformly inside a mask: a random pixel, jittered within it."""
+    rr, cc = np.nonzero(mask)
+    i = int(rng.integers(len(rr)))
+    return cc[i] + rng.uniform(-0.5, 0.5), rr[i] + rng.uniform(-0.5, 0.5)
 
 
 def _rot_flip(x: np.ndarray, tgt: np.ndarray, points: np.ndarray, k: int, flip: bool, s: int):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dataset import Dataset
+from ..dataset import Dataset, mask_bbox_xyxy
 from ..metrics import diagnose_mask, mask_scores
 from .finetune import FinetuneConfig, finetune
 from .losses import LossWeights, count_penalty, epe_penalty, iou_reward, outside_region, segmentation_loss, \
@@ -46,8 +46,7 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
             truth = labels == t.label
             region = t.design.bbox_xyxy()
             if region is None and fit_window:
-                rr, cc = np.nonzero(truth)
-                region = (cc.min(), rr.min(), cc.max(), rr.max())
+                region = mask_bbox_xyxy(truth)
             masks, scores, _ = predictor.predict(np.array([t.prompt_xy]), np.array([1]), region_xyxy=region)
             ious = [mask_scores(m, truth).iou for m in masks]
             top = int(np.argmax(scores))
