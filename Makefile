@@ -69,9 +69,12 @@ models: setup
 	  --batch-size 6 --iou-head-weight 5 --extent-windows 0.3 --val-every 500 --patience 0 --save-every 200 --threads 2 \
 	  --seed 11 --out runs/mini-foundation-stage3 --resume
 	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic-calibration', n=300, seed=2028, size=256, val_fraction=0)"
-	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration --model runs/mini-foundation-stage3/best.pt \
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/best.pt mini-foundation --refine-passes 1 \
+	  --meta @segsem_lite/models/mini-foundation.card.json
+	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration --model mini-foundation \
 	  --out runs/mini-foundation-stage3/calibrated.pt
-	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation \
+	  --meta @segsem_lite/models/mini-foundation.card.json
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py

@@ -89,3 +89,8 @@ def test_batched_encoding_matches_one_by_one(predictor):
         np.testing.assert_allclose(batched[i], single, atol=1e-3)
     with pytest.raises(SegSEMError, match="batched encoding needs the 'whole' input policy"):
         predictor.set_image_batch(images)
+
+
+def test_refine_passes_must_be_a_count():
+    with pytest.raises(SegSEMError, match="refine_passes -1: expected a whole number >= 0"):
+        InputPolicy(mode="window", refine_passes=-1)

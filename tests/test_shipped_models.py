@@ -55,3 +55,34 @@ def test_mini_foundation_segments_generic_objects_from_one_point(tmp_path):
     assert one_point["chosen_iou"].mean() > 0.5, one_point["chosen_iou"].mean()
     assert not np.allclose(one_point["score_0"], fitted["score_0"]), "the fitted window is another input"
     assert (one_point["pred_iou"] - one_point["chosen_iou"]).abs().mean() < 0.25
+
+
+def test_mini_foundation_looks_again_through_a_window_fitted_to_its_first_mask(tmp_path):
+    from segsem_lite.dataset import Dataset, mask_bbox_xyxy
+    from segsem_lite.sam import load_predictor
+    from segsem_lite.sam.forward import window_for
+    from segsem_lite.sam.study import score_candidates
+    from segsem_lite.synth.generic import write_generic_dataset
+
+    predictor = load_predictor("mini-foundation", device="cpu")
+    assert predictor.policy.refine_passes == 1 and load_predictor("mini-sem", device="cpu").policy.refine_passes == 0
+    generic = Dataset(write_generic_dataset(tmp_path / "g", n=12, seed=4243, val_fraction=0.0))
+    stem = generic.stems[0]
+    image, labels = generic.load_image(stem), generic.load_mask(stem)
+    t = generic.targets(stem, mask=labels, shape=image.shape)[0]
+    pt, one = np.array([t.prompt_xy]), np.array([1])
+    predictor.set_image(image)
+    first, s1, _ = predictor.predict(pt, one, refine_passes=0)
+    assert len(predictor._cache) == 1
+    refined, s2, _ = predictor.predict(pt, one)
+    fitted = window_for(image.shape, predictor.forward.size, predictor.policy, point_xy=pt[0],
+                        region_xyxy=mask_bbox_xyxy(first[int(np.argmax(s1))]))
+    assert set(predictor._cache) == {window_for(image.shape, predictor.forward.size, predictor.policy,
+                                                point_xy=pt[0]).key, fitted.key}
+    predictor.predict(pt, one, region_xyxy=(0, 0, 40, 40))
+    assert len(predictor._cache) == 3, "a known region is one pass"
+    # the second look is what lifts one-point IoU (small objects are seen magnified)
+    both = score_candidates(predictor, generic, generic.stems)
+    first_only = score_candidates(predictor, generic, generic.stems, refine_passes=0)
+    assert both["chosen_iou"].mean() > first_only["chosen_iou"].mean() + 0.02, \
+        (both["chosen_iou"].mean(), first_only["chosen_iou"].mean())

@@ -72,6 +72,11 @@ class InputPolicy:
     box_prompt : bool
         Add the target's design bounding box, when known, as a box prompt to the point
         (for models trained with box prompts; the layout says which feature is meant).
+    refine_passes : int
+        When the target's extent is unknown (no design): after the first pass, in a
+        ``window_px`` window around the point, predict again this many times in a window
+        fitted to the previous pass's best candidate, as a design would have placed it.
+        Small objects are then seen magnified.
     """
 
     mode: str = "whole"
@@ -80,10 +85,13 @@ class InputPolicy:
     min_window_px: int = 96
     max_window_px: int = 512
     box_prompt: bool = False
+    refine_passes: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "window"):
             raise SegSEMError(f"input mode {self.mode!r}: expected 'whole' or 'window'")
+        if not isinstance(self.refine_passes, int) or self.refine_passes < 0:
+            raise SegSEMError(f"refine_passes {self.refine_passes!r}: expected a whole number >= 0")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..coords import point_in_image
+from ..dataset import mask_bbox_xyxy
 from ..errors import SegSEMError
 from .devices import autocast, resolve_device
 from .forward import SamForward, normalise, window_for
@@ -97,7 +98,8 @@ class SAM2Predictor:
 
     @torch.no_grad()
     def predict(self, point_coords: np.ndarray, point_labels: np.ndarray, box: np.ndarray | None = None,
-                multimask_output: bool = True, region_xyxy: tuple | None = None, return_logits: bool = False):
+                multimask_output: bool = True, region_xyxy: tuple | None = None, return_logits: bool = False,
+                refine_passes: int | None = None):
         """Candidate masks for one prompt.
 
         Parameters
@@ -115,6 +117,9 @@ class SAM2Predictor:
             The target's design bounding box: where a ``window`` model looks.
         return_logits : bool
             Return logits at full resolution instead of boolean masks.
+        refine_passes : int, optional
+            Passes in a window fitted to the previous pass's best candidate, when
+            ``region_xyxy`` is unknown (``window`` policy only); default: the policy's.
 
         Returns
         -------
@@ -155,4 +160,10 @@ class SAM2Predictor:
         if self.calibrated and self.spec.iou_calibration:
             cal = self.spec.iou_calibration
             scores = np.interp(scores, cal["x"], cal["y"]).astype(np.float32)
+        passes = self.policy.refine_passes if refine_passes is None else refine_passes
+        if passes and region_xyxy is None and self.policy.mode == "window":
+            best = full[int(np.argmax(scores))] > 0.0
+            if best.any():
+                return self.predict(pts, point_labels, box, multimask_output, region_xyxy=mask_bbox_xyxy(best),
+                                    return_logits=return_logits, refine_passes=passes - 1)
         return masks, scores, low[0].cpu().numpy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -17,11 +18,16 @@ from .models import BUILTIN_MODELS, ModelSpec, load_model_file
 __all__ = ["ship"]
 
 
-def ship(checkpoint: str, name: str, *, extra: dict | None = None) -> str:
-    """Write ``segsem_lite/models/NAME.pt`` from a project checkpoint; returns its path."""
+def ship(checkpoint: str, name: str, *, extra: dict | None = None, input_policy: dict | None = None) -> str:
+    """Write ``segsem_lite/models/NAME.pt`` from a project checkpoint; returns its path.
+
+    ``extra`` adds metadata; ``input_policy`` changes fields of the input policy
+    (for example ``{"refine_passes": 1}``), which the weights do not depend on.
+    """
     model, spec = load_model_file(checkpoint)
     meta = {**spec.metadata, **(extra or {})}
-    spec = ModelSpec.from_dict({**spec.to_dict(), "name": name, "metadata": meta})
+    d = spec.to_dict()
+    spec = ModelSpec.from_dict({**d, "name": name, "metadata": meta, "input": {**d["input"], **(input_policy or {})}})
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     path = BUILTIN_MODELS[name]
     atomic_write(path, lambda tmp: torch.save({"model": state, "segsem": json.dumps(spec.to_dict())}, tmp))
@@ -32,9 +38,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint")
     ap.add_argument("name", choices=sorted(BUILTIN_MODELS))
-    ap.add_argument("--meta", default="{}", help="JSON object of metadata to add (data, wall time, figures)")
+    ap.add_argument("--meta", default="{}", help="JSON object of metadata to add (data, recipe, wall time), "
+                                                 "or @FILE holding one (segsem_lite/models/NAME.card.json)")
+    ap.add_argument("--refine-passes", type=int, default=None,
+                    help="passes in a window fitted to the previous pass's mask when no design gives the extent")
     args = ap.parse_args()
-    print(ship(args.checkpoint, args.name, extra=json.loads(args.meta)))
+    policy = {} if args.refine_passes is None else {"refine_passes": args.refine_passes}
+    meta = Path(args.meta[1:]).read_text() if args.meta.startswith("@") else args.meta
+    print(ship(args.checkpoint, args.name, extra=json.loads(meta), input_policy=policy))
 
 
 if __name__ == "__main__":

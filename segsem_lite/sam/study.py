@@ -19,13 +19,14 @@ __all__ = ["score_candidates", "compare_train_modes", "loss_term_maps", "paper_s
 
 
 def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targets: int | None = None,
-                     fit_window: bool = False):
+                     fit_window: bool = False, refine_passes: int | None = None):
     """Every target's candidates against its truth, straight from the model (no gate, no fallback).
 
     Each target is prompted with its point; its design's bounding box, when there is one,
     sets the window (and the box prompt of models that take one). With ``fit_window`` a
     target without a design is windowed by its true extent instead of around the point:
-    the scale is then known, as a design would give it.
+    the scale is then known, as a design would give it. ``refine_passes`` overrides the
+    model's own (:class:`~segsem_lite.sam.models.InputPolicy`) for targets without a window.
 
     Returns
     -------
@@ -47,7 +48,8 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
             region = t.design.bbox_xyxy()
             if region is None and fit_window:
                 region = mask_bbox_xyxy(truth)
-            masks, scores, _ = predictor.predict(np.array([t.prompt_xy]), np.array([1]), region_xyxy=region)
+            masks, scores, _ = predictor.predict(np.array([t.prompt_xy]), np.array([1]), region_xyxy=region,
+                                                 refine_passes=refine_passes)
             ious = [mask_scores(m, truth).iou for m in masks]
             top = int(np.argmax(scores))
             row = {"stem": stem, "label": t.label, "exposure_case": t.exposure_case or "-",
