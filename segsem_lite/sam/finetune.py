@@ -221,7 +221,7 @@ class TargetSampler:
             point = np.array(_draw_point(tgt, rng)) + 0.5  # input coordinates: pixel centres at +0.5
         elif point is None:
             point = win.to_input(point_xy if point_xy is not None else item.target.prompt_xy).ravel()
-            if not tgt[int(np.clip(point[1] - 0.5, 0, s - 1)), int(np.clip(point[0] - 0.5, 0, s - 1))]:
+            if not tgt[int(np.clip(point[1], 0, s - 1)), int(np.clip(point[0], 0, s - 1))]:
                 x, y = interior_point(tgt)
                 point = np.array([x + 0.5, y + 0.5])
         corners = np.full((2, 2), np.nan)
