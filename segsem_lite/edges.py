@@ -19,12 +19,13 @@ fitted centre ``mu``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import ndtr
 
 from .config import EdgeConfig, nm_to_px
@@ -132,7 +133,9 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
     k = int(prof.argmax())
     p0 = [prof[0], prof[k] - prof[0], u[k], reach / 3, prof[-1] - prof[0], reach / 6]
     try:
-        p, _ = curve_fit(_ridge_model, u, prof, p0=p0, maxfev=2000)
+        with warnings.catch_warnings():  # an undetermined covariance is not an error: the checks below judge the fit
+            warnings.simplefilter("ignore", OptimizeWarning)
+            p, _ = curve_fit(_ridge_model, u, prof, p0=p0, maxfev=2000)
     except (RuntimeError, ValueError):
         return 0.0
     mu, a, s = float(p[2]), float(p[1]), abs(float(p[3]))
