@@ -33,24 +33,36 @@ book: setup
 data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1
 
-# The project's own SAM2 models (the book's model card): the exact commands that made the shipped ones.
-# mini-sem is the last step of its second stage (last.pt), which had fewer fallbacks on the calibration
-# corpus than that stage's best-validation step. mini-sem starts from mini-foundation's first two stages
-# (3500 steps, shipped as mini-foundation until stage 3 replaced it); stage 3 trains the generic model on,
-# windowed as at inference where only the point is known, and calibrates its IoU head on generic scenes.
-# mini-sem and the recipe comparison ran on the code of commit 6d5f87b, before training targets stopped
-# taking mirror copies at the image border (4% of SEM targets), so a rerun gives close, not equal, weights.
+# The project's own SAM2 models (the book's model card): the exact commands that made the shipped ones, in order.
+# mini-foundation: three stages on generic scenes; stages 1-2 window every object by its own extent, as they did
+# when they ran (on older code that also took the mirror copies of objects at the border into the target, so a
+# rerun gives close, not equal, weights); stage 3 windows most objects around the point, as at inference. Then a
+# second look through a window fitted to the first mask (--refine-passes 1) and the IoU head calibrated on generic
+# scenes. mini-sem starts from the shipped mini-foundation; its second stage's last step is kept. The recipe
+# comparison starts from the shipped mini-foundation too.
 CORPUS ?= /tmp/segsem_corpus
 FT := $(VENV)/bin/segsem finetune
+GENERIC := $(PY) -c "import sys; from segsem_lite.synth.generic import write_generic_dataset as w; \
+  w(sys.argv[1], n=int(sys.argv[2]), seed=int(sys.argv[3]), size=256, val_fraction=float(sys.argv[4]))"
 models: setup
-	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic', n=3000, seed=2026, size=256)"
+	$(GENERIC) $(CORPUS)/generic 3000 2026 0.1
 	$(FT) $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine --warmup 100 --steps 7000 \
-	  --stop-after 1000 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 1 --seed 1 \
-	  --out runs/mini-foundation-stage1 --resume
+	  --stop-after 1000 --batch-size 6 --extent-windows 1 --val-every 250 --patience 0 --save-every 100 --threads 1 \
+	  --seed 1 --out runs/mini-foundation-stage1 --resume
 	$(FT) $(CORPUS)/generic --model runs/mini-foundation-stage1/best.pt --train all --lr 3e-4 --schedule cosine \
-	  --steps 2500 --batch-size 6 --val-every 250 --patience 0 --save-every 100 --threads 2 --seed 2 \
-	  --out runs/mini-foundation --resume
-	$(PY) -m segsem_lite.sam.ship runs/mini-foundation/best.pt mini-foundation
+	  --steps 2500 --batch-size 6 --extent-windows 1 --val-every 250 --patience 0 --save-every 100 --threads 2 \
+	  --seed 2 --out runs/mini-foundation --resume
+	$(GENERIC) $(CORPUS)/generic2 6000 2027 0.1
+	$(FT) $(CORPUS)/generic2 --model runs/mini-foundation/best.pt --train all --lr 3e-4 --schedule cosine \
+	  --warmup 200 --steps 12000 --batch-size 6 --iou-head-weight 5 --extent-windows 0.3 --val-every 500 --patience 0 \
+	  --save-every 200 --threads 2 --seed 11 --out runs/mini-foundation-stage3 --resume
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/best.pt mini-foundation --refine-passes 1 \
+	  --meta @segsem_lite/models/mini-foundation.card.json
+	$(GENERIC) $(CORPUS)/generic-calibration 300 2028 0
+	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration --model mini-foundation \
+	  --out runs/mini-foundation-stage3/calibrated.pt
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation \
+	  --meta @segsem_lite/models/mini-foundation.card.json
 	$(VENV)/bin/segsem synth --out $(CORPUS)/sem2 --n-per-case 100 --seed 7001 --test-per-case 6 --quiet
 	$(FT) $(CORPUS)/sem2 --model mini-foundation --train all --lr 3e-4 --schedule cosine --warmup 100 --steps 4000 \
 	  --batch-size 6 --box-prompts 0.8 --iou-head-weight 5 --val-every 250 --patience 0 --save-every 100 --threads 2 \
@@ -61,20 +73,10 @@ models: setup
 	  --threads 2 --seed 5 --out runs/mini-sem --resume
 	$(VENV)/bin/segsem synth --out $(CORPUS)/calibration --n-per-case 10 --seed 7002 --test-per-case 0 --quiet
 	$(VENV)/bin/segsem calibrate $(CORPUS)/calibration --model runs/mini-sem/last.pt --out runs/mini-sem/calibrated.pt
-	$(PY) -m segsem_lite.sam.ship runs/mini-sem/calibrated.pt mini-sem
+	$(PY) -m segsem_lite.sam.ship runs/mini-sem/calibrated.pt mini-sem --refine-passes 0 \
+	  --meta @segsem_lite/models/mini-sem.card.json
 	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
 	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2
-	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic2', n=6000, seed=2027, size=256)"
-	$(FT) $(CORPUS)/generic2 --model mini-foundation --train all --lr 3e-4 --schedule cosine --warmup 200 --steps 12000 \
-	  --batch-size 6 --iou-head-weight 5 --extent-windows 0.3 --val-every 500 --patience 0 --save-every 200 --threads 2 \
-	  --seed 11 --out runs/mini-foundation-stage3 --resume
-	$(PY) -c "from segsem_lite.synth.generic import write_generic_dataset as w; w('$(CORPUS)/generic-calibration', n=300, seed=2028, size=256, val_fraction=0)"
-	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/best.pt mini-foundation --refine-passes 1 \
-	  --meta @segsem_lite/models/mini-foundation.card.json
-	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration --model mini-foundation \
-	  --out runs/mini-foundation-stage3/calibrated.pt
-	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation \
-	  --meta @segsem_lite/models/mini-foundation.card.json
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
