@@ -52,6 +52,8 @@ def test_mini_foundation_segments_generic_objects_from_one_point(tmp_path):
     one_point = score_candidates(predictor, generic, generic.stems)
     fitted = score_candidates(predictor, generic, generic.stems, fit_window=True)
     assert len(one_point) == len(fitted) >= 20
+    assert (one_point["area_px"] >= 60).all(), "the generator drops visible parts under 60 px"
+    assert one_point["touches_other"].any() and not one_point["touches_other"].all()
     assert one_point["chosen_iou"].mean() > 0.5, one_point["chosen_iou"].mean()
     assert not np.allclose(one_point["score_0"], fitted["score_0"]), "the fitted window is another input"
     assert (one_point["pred_iou"] - one_point["chosen_iou"]).abs().mean() < 0.25

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 from ..dataset import Dataset, mask_bbox_xyxy
 from ..metrics import diagnose_mask, mask_scores
@@ -31,7 +32,9 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
     Returns
     -------
     pandas.DataFrame
-        One row per target: ``stem, label, exposure_case, chosen_iou`` (the candidate with the
+        One row per target: ``stem, label, exposure_case, area_px`` (the truth's pixels),
+        ``touches_other`` (another labelled object within 2 px of it: overlapping, nested or
+        adjacent), ``chosen_iou`` (the candidate with the
         highest predicted IoU), ``best_iou`` (best of K), ``pred_iou`` (predicted IoU of the
         chosen one), ``failure`` (:func:`segsem_lite.metrics.diagnose_mask` of the chosen one),
         and per candidate ``iou_k`` and ``score_k``.
@@ -52,7 +55,9 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
                                                  refine_passes=refine_passes)
             ious = [mask_scores(m, truth).iou for m in masks]
             top = int(np.argmax(scores))
+            ring = ndi.binary_dilation(truth, iterations=2) & ~truth
             row = {"stem": stem, "label": t.label, "exposure_case": t.exposure_case or "-",
+                   "area_px": int(truth.sum()), "touches_other": bool((labels[ring] > 0).any()),
                    "chosen_iou": ious[top], "best_iou": max(ious), "pred_iou": float(scores[top]),
                    "failure": diagnose_mask(masks[top], truth)}
             row.update({f"iou_{k}": v for k, v in enumerate(ious)})
