@@ -111,3 +111,23 @@ def test_half_precision_weights_load_into_the_float_model(mini, tmp_path):
     assert all(v.dtype == torch.float32 for v in p.values())
     k = "image_encoder.trunk.patch_embed.proj.weight"
     assert torch.allclose(p[k], dict(model.named_parameters())[k], atol=1e-3)
+
+
+def test_ship_writes_the_card_and_the_input_policy(mini, tmp_path, monkeypatch):
+    import json
+
+    from segsem_lite.sam import ship as ship_mod
+
+    model, spec = mini
+    save_checkpoint(tmp_path / "run.pt", model, spec, step=7)
+    (tmp_path / "card.json").write_text(json.dumps({"data": "some scenes", "wall_time_min_2_cores": 1.5}))
+    target = tmp_path / "shipped.pt"
+    monkeypatch.setitem(ship_mod.BUILTIN_MODELS, "mini-foundation", target)  # never overwrite the real one
+    monkeypatch.setattr(sys, "argv", ["ship", str(tmp_path / "run.pt"), "mini-foundation", "--refine-passes", "1",
+                                      "--meta", f"@{tmp_path / 'card.json'}"])
+    ship_mod.main()
+    _, shipped = load_model_file(target)
+    assert shipped.name == "mini-foundation" and shipped.input.refine_passes == 1
+    assert shipped.input.mode == spec.input.mode and shipped.metadata["data"] == "some scenes"
+    state = torch.load(target, map_location="cpu", weights_only=True)["model"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
