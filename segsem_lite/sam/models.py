@@ -76,7 +76,8 @@ class InputPolicy:
         When the target's extent is unknown (no design): after the first pass, in a
         ``window_px`` window around the point, predict again this many times in a window
         fitted to the previous pass's best candidate, as a design would have placed it.
-        Small objects are then seen magnified.
+        Small objects are then seen magnified. With ``box_prompt`` that candidate's bounding
+        box is also the later pass's box prompt, as a design's would be.
     """
 
     mode: str = "whole"
