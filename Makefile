@@ -43,22 +43,23 @@ data-samples: setup
 CORPUS ?= /tmp/segsem_corpus
 FT := $(VENV)/bin/segsem finetune
 GENERIC := $(PY) -c "import sys; from segsem_lite.synth.generic import write_generic_dataset as w; \
-  w(sys.argv[1], n=int(sys.argv[2]), seed=int(sys.argv[3]), size=256, val_fraction=float(sys.argv[4]))"
+  w(sys.argv[1], n=int(sys.argv[2]), seed=int(sys.argv[3]), size=256, val_fraction=float(sys.argv[4]), \
+  version=int(sys.argv[5]))"
 models: setup
-	$(GENERIC) $(CORPUS)/generic 3000 2026 0.1
+	$(GENERIC) $(CORPUS)/generic 3000 2026 0.1 1
 	$(FT) $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine --warmup 100 --steps 7000 \
 	  --stop-after 1000 --batch-size 6 --extent-windows 1 --val-every 250 --patience 0 --save-every 100 --threads 1 \
 	  --seed 1 --out runs/mini-foundation-stage1 --resume
 	$(FT) $(CORPUS)/generic --model runs/mini-foundation-stage1/best.pt --train all --lr 3e-4 --schedule cosine \
 	  --steps 2500 --batch-size 6 --extent-windows 1 --val-every 250 --patience 0 --save-every 100 --threads 2 \
 	  --seed 2 --out runs/mini-foundation --resume
-	$(GENERIC) $(CORPUS)/generic2 6000 2027 0.1
+	$(GENERIC) $(CORPUS)/generic2 6000 2027 0.1 1
 	$(FT) $(CORPUS)/generic2 --model runs/mini-foundation/best.pt --train all --lr 3e-4 --schedule cosine \
 	  --warmup 200 --steps 12000 --batch-size 6 --iou-head-weight 5 --extent-windows 0.3 --val-every 500 --patience 0 \
 	  --save-every 200 --threads 2 --seed 11 --out runs/mini-foundation-stage3 --resume
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/best.pt mini-foundation --refine-passes 1 \
 	  --meta @segsem_lite/models/mini-foundation.card.json
-	$(GENERIC) $(CORPUS)/generic-calibration 300 2028 0
+	$(GENERIC) $(CORPUS)/generic-calibration 300 2028 0 1
 	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration --model mini-foundation \
 	  --out runs/mini-foundation-stage3/calibrated.pt
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation \

@@ -131,3 +131,41 @@ def test_ship_writes_the_card_and_the_input_policy(mini, tmp_path, monkeypatch):
     assert shipped.input.mode == spec.input.mode and shipped.metadata["data"] == "some scenes"
     state = torch.load(target, map_location="cpu", weights_only=True)["model"]
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+
+
+def test_deepened_trunk_computes_the_same_and_trains(mini, tmp_path):
+    from segsem_lite.sam import SAM2Predictor
+    from segsem_lite.sam.grow import deepen_trunk
+
+    model, spec = mini
+    grown, gspec = deepen_trunk(model, spec, [1, 2, 4, 1], [4])
+    assert len(grown.image_encoder.trunk.blocks) == 8 and 4 in grown.image_encoder.trunk.global_att_blocks
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(grown) > n(model) + 200_000
+    image = (np.random.default_rng(0).random((256, 256)) * 255).astype(np.uint8)
+    out = []
+    for m, s in ((model, spec), (grown, gspec)):
+        p = SAM2Predictor(m, s)
+        p.set_image(image)
+        out.append(p.predict(np.array([[100, 120]]), np.array([1]), return_logits=True))
+    np.testing.assert_allclose(out[0][0], out[1][0], atol=1e-4)
+    np.testing.assert_allclose(out[0][1], out[1][1], atol=1e-5)
+    # the added blocks start as identities but are not frozen: one gradient reaches them
+    feats = grown.forward_image(torch.from_numpy(image).float().expand(1, 3, -1, -1) / 255)
+    feats["vision_features"].square().mean().backward()
+    assert grown.image_encoder.trunk.blocks[2].attn.proj.weight.grad.abs().sum() > 0
+    save_checkpoint(tmp_path / "g.pt", grown, gspec)
+    loaded, lspec = load_model_file(tmp_path / "g.pt")
+    assert "++model.image_encoder.trunk.stages=[1,2,4,1]" in lspec.overrides
+
+
+@pytest.mark.parametrize("stages, blocks, message", [
+    ([1, 1, 1, 1], [3], "at least the 1,1,2,1 blocks"),
+    ([1, 2, 4, 1], [3], "trained block 2 becomes block 3"),
+])
+def test_deepening_refuses_to_lose_or_change_trained_blocks(mini, stages, blocks, message):
+    from segsem_lite.sam.grow import deepen_trunk
+
+    model, spec = mini
+    with pytest.raises(SegSEMError, match=message):
+        deepen_trunk(model, spec, stages, blocks)
