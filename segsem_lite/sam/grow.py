@@ -79,15 +79,13 @@ def deepen_trunk(model, spec: ModelSpec, stages, global_att_blocks, *, check: bo
             idx, rest = k[len(prefix):].split(".", 1)
             k = f"{prefix}{mapping[int(idx)]}.{rest}"
         state[k] = v.clone()
-    new_blocks = sorted(set(range(sum(stages))) - set(mapping.values()))
-    for b in new_blocks:
-        block = f"{prefix}{b}."
-        last_mlp = max(int(k[len(block) + len("mlp.layers."):].split(".")[0]) for k in state
-                       if k.startswith(block + "mlp.layers."))
-        for part in ("attn.proj", f"mlp.layers.{last_mlp}"):
-            state[f"{block}{part}.weight"].zero_()
-            state[f"{block}{part}.bias"].zero_()
     grown.load_state_dict(state)
+    with torch.no_grad():
+        for i in sorted(set(range(sum(stages))) - set(mapping.values())):
+            block = grown.image_encoder.trunk.blocks[i]
+            for branch_out in (block.attn.proj, block.mlp.layers[-1]):
+                branch_out.weight.zero_()
+                branch_out.bias.zero_()
     if check:
         model.eval(), grown.eval()
         x = torch.randn(1, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0))
