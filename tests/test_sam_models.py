@@ -157,6 +157,11 @@ def test_deepened_trunk_computes_the_same_and_trains(mini, tmp_path):
     save_checkpoint(tmp_path / "g.pt", grown, gspec)
     loaded, lspec = load_model_file(tmp_path / "g.pt")
     assert "++model.image_encoder.trunk.stages=[1,2,4,1]" in lspec.overrides
+    # the added blocks' initial weights come from the seed: the same call grows the same model
+    again, _ = deepen_trunk(model, spec, [1, 2, 4, 1], [4], check=False)
+    other, _ = deepen_trunk(model, spec, [1, 2, 4, 1], [4], seed=1, check=False)
+    qkv = lambda m: m.image_encoder.trunk.blocks[2].attn.qkv.weight  # noqa: E731
+    assert torch.equal(qkv(loaded), qkv(again)) and not torch.equal(qkv(again), qkv(other))
 
 
 @pytest.mark.parametrize("stages, blocks, message", [

@@ -41,13 +41,14 @@ def _block_map(old_stages, new_stages) -> dict[int, int]:
     return mapping
 
 
-def deepen_trunk(model, spec: ModelSpec, stages, global_att_blocks, *, check: bool = True):
+def deepen_trunk(model, spec: ModelSpec, stages, global_att_blocks, *, seed: int = 0, check: bool = True):
     """A deeper copy of ``model``: ``stages`` blocks per stage, global attention at ``global_att_blocks``.
 
     Returns
     -------
     (SAM2Base, ModelSpec)
-        The grown model, whose outputs equal the old model's, and its spec.
+        The grown model, whose outputs equal the old model's, and its spec. The added blocks' other
+        weights are drawn from ``seed``, so the same call grows the same model.
 
     Raises
     ------
@@ -71,7 +72,9 @@ def deepen_trunk(model, spec: ModelSpec, stages, global_att_blocks, *, check: bo
     overrides += [f"{_TRUNK}stages=[{','.join(map(str, stages))}]",
                   f"{_TRUNK}global_att_blocks=[{','.join(map(str, global_att_blocks))}]"]
     new_spec = ModelSpec.from_dict({**spec.to_dict(), "overrides": overrides})
-    grown = build_model(new_spec)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        grown = build_model(new_spec)
     state = grown.state_dict()
     prefix = "image_encoder.trunk.blocks."
     for k, v in model.state_dict().items():
@@ -103,10 +106,12 @@ def main() -> None:
     ap.add_argument("out", help="where to write the grown checkpoint")
     ap.add_argument("--stages", required=True, help="blocks per trunk stage, for example 1,2,7,1")
     ap.add_argument("--global-blocks", required=True, help="blocks with global attention, for example 4,9")
+    ap.add_argument("--seed", type=int, default=0, help="seed for the added blocks' initial weights (default 0)")
     args = ap.parse_args()
     try:
         model, spec = load_model_file(args.checkpoint)
-        grown, new_spec = deepen_trunk(model, spec, args.stages.split(","), args.global_blocks.split(","))
+        grown, new_spec = deepen_trunk(model, spec, args.stages.split(","), args.global_blocks.split(","),
+                                       seed=args.seed)
     except (SegSEMError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     save_checkpoint(args.out, grown, new_spec)
