@@ -38,10 +38,10 @@ data-samples: setup
 # when they ran (on older code that also took the mirror copies of objects at the border into the target, so a
 # rerun gives close, not equal, weights); stage 3 windows most objects around the point, as at inference. Then a
 # second look through a window fitted to the first mask (--refine-passes 1) and the IoU head calibrated on generic
-# scenes. mini-sem starts from the shipped mini-foundation; its second stage's last step is kept. The recipe
-# comparison starts from the shipped mini-foundation too. Stages 1-3 and their calibration use the version-1 scene
-# rules they ran on. Last, mini-foundation stage 4: the trunk deepened (identity blocks, same outputs), trained on
-# version-2 scenes, calibrated on version-2 scenes and shipped.
+# scenes. Stage 4 deepens that model's trunk (identity blocks, same outputs), trains it on version-2 scenes,
+# calibrates it on version-2 scenes and ships it; stages 1-3 and their calibration use the version-1 scene rules
+# they ran on. mini-sem starts from the shipped (stage-4) mini-foundation; its second stage's last step is kept.
+# The recipe comparison starts from the shipped mini-foundation too.
 CORPUS ?= /tmp/segsem_corpus
 FT := $(VENV)/bin/segsem finetune
 GENERIC := $(PY) -c "import sys; from segsem_lite.synth.generic import write_generic_dataset as w; \
@@ -66,6 +66,17 @@ models: setup
 	  --out runs/mini-foundation-stage3/calibrated.pt
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage3/calibrated.pt mini-foundation \
 	  --meta @segsem_lite/models/mini-foundation.card.json
+	$(PY) -m segsem_lite.sam.grow segsem_lite/models/mini-foundation.pt runs/grow/mini-foundation-deep.pt \
+	  --stages 1,2,7,1 --global-blocks 4,9
+	$(GENERIC) $(CORPUS)/generic3 12000 2029 0.05 2
+	$(FT) $(CORPUS)/generic3 --model runs/grow/mini-foundation-deep.pt --train all --lr 3e-4 --schedule cosine \
+	  --warmup 200 --steps 10000 --batch-size 6 --iou-head-weight 5 --extent-windows 0.5 --val-every 500 --patience 0 \
+	  --save-every 200 --threads 2 --seed 12 --out runs/mini-foundation-stage4 --resume
+	$(GENERIC) $(CORPUS)/generic-calibration2 300 2028 0 2
+	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration2 --model runs/mini-foundation-stage4/best.pt \
+	  --out runs/mini-foundation-stage4/calibrated.pt
+	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage4/calibrated.pt mini-foundation \
+	  --meta @segsem_lite/models/mini-foundation.card.json
 	$(VENV)/bin/segsem synth --out $(CORPUS)/sem2 --n-per-case 100 --seed 7001 --test-per-case 6 --quiet
 	$(FT) $(CORPUS)/sem2 --model mini-foundation --train all --lr 3e-4 --schedule cosine --warmup 100 --steps 4000 \
 	  --batch-size 6 --box-prompts 0.8 --iou-head-weight 5 --val-every 250 --patience 0 --save-every 100 --threads 2 \
@@ -80,17 +91,6 @@ models: setup
 	  --meta @segsem_lite/models/mini-sem.card.json
 	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
 	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2
-	$(PY) -m segsem_lite.sam.grow segsem_lite/models/mini-foundation.pt runs/grow/mini-foundation-deep.pt \
-	  --stages 1,2,7,1 --global-blocks 4,9
-	$(GENERIC) $(CORPUS)/generic3 12000 2029 0.05 2
-	$(FT) $(CORPUS)/generic3 --model runs/grow/mini-foundation-deep.pt --train all --lr 3e-4 --schedule cosine \
-	  --warmup 200 --steps 10000 --batch-size 6 --iou-head-weight 5 --extent-windows 0.5 --val-every 500 --patience 0 \
-	  --save-every 200 --threads 2 --seed 12 --out runs/mini-foundation-stage4 --resume
-	$(GENERIC) $(CORPUS)/generic-calibration2 300 2028 0 2
-	$(VENV)/bin/segsem calibrate $(CORPUS)/generic-calibration2 --model runs/mini-foundation-stage4/best.pt \
-	  --out runs/mini-foundation-stage4/calibrated.pt
-	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage4/calibrated.pt mini-foundation \
-	  --meta @segsem_lite/models/mini-foundation.card.json
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
