@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 SAM2_PIN := sam2==1.1.0
 
-.PHONY: setup test book data-samples bench models clean
+.PHONY: setup test book data-samples bench models mini-foundation mini-sem recipe-comparison clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,8 @@ data-samples: setup
 	$(VENV)/bin/segsem synth --out data_samples --n-per-case 6 --seed 2025 --test-per-case 1
 
 # The project's own SAM2 models (the book's model card): the exact commands that made the shipped ones, in order.
+# `make models` runs all three targets; `make mini-foundation`, `make mini-sem` (from the shipped mini-foundation)
+# and `make recipe-comparison` run one each.
 # mini-foundation: three stages on generic scenes; stages 1-2 window every object by its own extent, as they did
 # when they ran (on older code that also took the mirror copies of objects at the border into the target, so a
 # rerun gives close, not equal, weights); stage 3 windows most objects around the point, as at inference. Then a
@@ -47,7 +49,9 @@ FT := $(VENV)/bin/segsem finetune
 GENERIC := $(PY) -c "import sys; from segsem_lite.synth.generic import write_generic_dataset as w; \
   w(sys.argv[1], n=int(sys.argv[2]), seed=int(sys.argv[3]), size=256, val_fraction=float(sys.argv[4]), \
   version=int(sys.argv[5]))"
-models: setup
+models: mini-foundation mini-sem recipe-comparison
+
+mini-foundation: setup
 	$(GENERIC) $(CORPUS)/generic 3000 2026 0.1 1
 	$(FT) $(CORPUS)/generic --model mini-scratch --train all --lr 5e-4 --schedule cosine --warmup 100 --steps 7000 \
 	  --stop-after 1000 --batch-size 6 --extent-windows 1 --val-every 250 --patience 0 --save-every 100 --threads 1 \
@@ -77,6 +81,8 @@ models: setup
 	  --out runs/mini-foundation-stage4/calibrated.pt
 	$(PY) -m segsem_lite.sam.ship runs/mini-foundation-stage4/calibrated.pt mini-foundation \
 	  --meta @segsem_lite/models/mini-foundation.card.json
+
+mini-sem: setup
 	$(VENV)/bin/segsem synth --out $(CORPUS)/sem2 --n-per-case 100 --seed 7001 --test-per-case 6 --quiet
 	$(FT) $(CORPUS)/sem2 --model mini-foundation --train all --lr 3e-4 --schedule cosine --warmup 100 --steps 4000 \
 	  --batch-size 6 --box-prompts 0.8 --iou-head-weight 5 --val-every 250 --patience 0 --save-every 100 --threads 2 \
@@ -89,6 +95,8 @@ models: setup
 	$(VENV)/bin/segsem calibrate $(CORPUS)/calibration --model runs/mini-sem/last.pt --out runs/mini-sem/calibrated.pt
 	$(PY) -m segsem_lite.sam.ship runs/mini-sem/calibrated.pt mini-sem --refine-passes 0 \
 	  --meta @segsem_lite/models/mini-sem.card.json
+
+recipe-comparison: setup
 	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
 	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2
 

@@ -29,6 +29,10 @@ def test_cards_say_how_they_were_made():
     cal = sem.iou_calibration
     assert len(cal["x"]) == len(cal["y"]) >= 2 and np.all(np.diff(cal["x"]) > 0) and np.all(np.diff(cal["y"]) >= 0)
     assert cal["mae_after"] <= cal["mae_before"]
+    # mini-sem starts from the shipped mini-foundation: the same trunk, block for block
+    _, found = load_model_file(BUILTIN_MODELS["mini-foundation"])
+    trunk = lambda spec: sorted(o for o in spec.overrides if ".trunk." in o)  # noqa: E731
+    assert trunk(sem) == trunk(found) and any("stages=" in o for o in trunk(sem))
 
 
 def test_mini_sem_is_the_default_and_beats_the_standard_pipeline(small_dataset):
