@@ -99,6 +99,8 @@ mini-sem: setup
 recipe-comparison: setup
 	$(VENV)/bin/segsem synth --out $(CORPUS)/fresh31337 --n-per-case 3 --seed 31337 --test-per-case 3 --quiet
 	$(PY) -m segsem_lite.sam.recipes --out runs/recipes --test data_samples $(CORPUS)/fresh31337 --threads 2
+	for s in 1 2; do $(PY) -m segsem_lite.sam.recipes --out runs/recipes-seed$$s --test data_samples \
+	  $(CORPUS)/fresh31337 --threads 2 --seed $$s --results segsem_lite/models/paper_recipe.seed$$s.json || exit 1; done
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
