@@ -22,14 +22,14 @@ from .dataset import Dataset, Target, atomic_write, write_image, write_mask
 from .errors import SegSEMError
 from .metrics import average_exposure, edge_placement_error, mask_scores
 from .overlay import SOURCE_COLOURS, overlay_image
-from .pipeline import MaskSource, SegmentationResult, segment_image
+from .pipeline import MaskSource, SegmentationResult, check_image, segment_image
 
 __all__ = [
     "RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
 
-RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "source", "gate_reasons", "score", "n_candidates",
-                 "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total",
-                 "status", "message"]
+RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
+                 "n_candidates", "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours",
+                 "ms_total", "status", "message"]
 
 #: Per-target metrics of the evaluation, in Table I's order (EPE mean in px last).
 METRICS = ("iou", "precision", "recall", "f1", "epe_px")
@@ -46,6 +46,7 @@ def _iter_images(ds: Dataset, stems: Iterable[str]):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 image = ds.load_image(stem)
+            check_image(image, where=str(ds.images[stem]))
             mask = ds.load_mask(stem)
             if mask is not None and mask.shape != image.shape:
                 raise SegSEMError(f"{ds.masks[stem]}: mask shape {mask.shape[1]}x{mask.shape[0]} differs from its "
@@ -60,12 +61,13 @@ def _record(stem: str, target: Target | None, res: SegmentationResult | SegSEMEr
     row = {k: "" for k in RECORD_FIELDS}
     row["stem"] = stem
     if target is not None:
-        row.update(label=_label_key(target.label), prompt_x=f"{target.prompt_xy[0]:.2f}", prompt_y=f"{target.prompt_xy[1]:.2f}")
+        row.update(label=_label_key(target.label), prompt_x=f"{target.prompt_xy[0]:.2f}",
+                   prompt_y=f"{target.prompt_xy[1]:.2f}", touches_border=int(target.touches_border))
     if isinstance(res, SegmentationResult):
         chosen = res.decision.accepted_index if res.decision is not None and res.decision.accepted else None
         score = res.candidate_scores[chosen] if chosen is not None else (max(res.candidate_scores) if res.candidate_scores else "")
         row.update(source=res.source, gate_reasons=res.gate_reasons, score=f"{score:.4f}" if score != "" else "",
-                   n_candidates=len(res.candidate_scores), status="ok")
+                   n_candidates=len(res.candidate_scores), status="flagged" if res.flag else "ok", message=res.flag)
         for stage in ("encode", "predict", "gate", "fallback", "refine", "contours"):
             row[f"ms_{stage}"] = f"{res.timings_ms.get(stage, 0.0):.2f}"
         row["ms_total"] = f"{res.total_ms:.2f}"
@@ -152,7 +154,7 @@ def extract_dataset(
     if resume and records_path.exists():
         with open(records_path, newline="") as fh:
             for row in csv.DictReader(fh):
-                if row.get("status") == "ok":
+                if row.get("status") in ("ok", "flagged"):
                     done[(row["stem"], row["label"])] = row
     rows = list(done.values())
     atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))

@@ -38,6 +38,13 @@ def _model(args):
 
 
 def _cmd_synth(args) -> int:
+    if args.renderer == "independent":
+        from .synth.independent import write_independent_dataset
+
+        out = write_independent_dataset(args.out, n_per_condition=args.n_per_case, seed=args.seed, size=args.size,
+                                        test_per_condition=min(args.test_per_case, args.n_per_case))
+        print(f"wrote {out}")
+        return 0
     from .synth import write_dataset
 
     cases = tuple(int(c) for c in args.cases.split(",")) if args.cases else None
@@ -74,10 +81,13 @@ def _cmd_extract(args) -> int:
     n_err = sum(r["status"] == "error" for r in rows)
     by_source = {}
     for r in rows:
-        if r["status"] == "ok":
+        if r["status"] in ("ok", "flagged"):
             by_source[r["source"]] = by_source.get(r["source"], 0) + 1
     print(f"{len(rows) - n_err} targets extracted ({', '.join(f'{k}: {v}' for k, v in sorted(by_source.items())) or 'none'}),"
           f" {n_err} errors; records in {Path(args.out) / 'records.csv'}")
+    n_flag = sum(r["status"] == "flagged" for r in rows)
+    if n_flag:
+        print(f"{n_flag} targets flagged for a look (see the message column)", file=sys.stderr)
     for r in rows:
         if r["status"] == "error":
             print(f"error: {r['stem']}{':' + r['label'] if r['label'] else ''}: {r['message']}", file=sys.stderr)
@@ -121,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-per-case", type=int, default=1, help="images per case in the test split")
     p.add_argument("--cases", help="comma-separated exposure cases (default: 1-10)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--renderer", choices=("physics", "independent"), default="physics",
+                   help="'physics' (the training generator, exposure cases 1-10) or 'independent' (the second "
+                        "appearance model, one case per appearance condition; for validation)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -51,49 +51,73 @@ def _require(ok: bool, message: str) -> None:
 class FallbackConfig:
     """Sauvola adaptive thresholding, the fallback (and standard) path.
 
+    Sizes are multiples of the target's scale in pixels: the short side of its design
+    when the layout gives one, otherwise the image's feature scale measured from the
+    image itself (:func:`segsem_lite.scale.measure_scale`). No length is fixed in nm.
+
     Attributes
     ----------
-    window_nm : float
-        Side of the square Sauvola window in nm (made odd in pixels).
-    k : float
-        Sauvola's sensitivity ``k`` (Sauvola & Pietikainen 2000 use 0.5 on
-        documents; SEM features need less).
-    r : float or None
-        Dynamic range of the standard deviation; ``None`` uses half the image's
-        range, as scikit-image does.
-    denoise_sigma_nm : float
-        Gaussian smoothing before thresholding, in nm; 0 disables it.
-    polarity : {"dark", "bright", "auto"}
-        Which side of the threshold is foreground. In a SEM image the edge effect makes
-        every feature's edge brighter than both its inside and its outside, so the
-        feature at the prompt is the dark region enclosed by its bright edge ring, for
-        resist lines and contact holes alike: ``dark`` (the default). ``bright`` suits
-        images without an edge effect where features outshine the background; ``auto``
-        compares the prompt's neighbourhood with the local mean.
-    search_radius_nm : float
-        How far from the prompt the nearest foreground component is looked for
-        when the prompt itself falls on background.
+    window : float
+        Side of the square Sauvola window, in feature scales (at least 15 px).
+    k_values : tuple of float
+        Sauvola's sensitivities ``k`` tried per polarity (Sauvola & Pietikainen 2000 use
+        0.5 on documents); the component whose boundary lies on the strongest edge wins.
+    denoise : float
+        Gaussian smoothing before thresholding, sigma in feature scales.
+    denoise_snr : float
+        Cap on the smoothing: sigma in px at most this over the image's contrast-to-noise
+        ratio of single pixels (clean images keep their edges sharp).
+    min_denoise_px : float
+        Smallest smoothing sigma, px.
+    low_snr : float
+        Below this contrast-to-noise ratio of single pixels the smoothing grows, up to
+        twice.
+    polarity : {"auto", "bright", "dark"}
+        Which side of the threshold is the feature: ``auto`` tries both per target (a
+        feature may be darker than its surroundings, brighter, or a dark interior inside
+        a bright edge ring); a meta.csv ``tone`` column sets it per target.
+    min_edge_ratio : float
+        The winning boundary's median gradient must be this many times the median
+        gradient of the image's noise alone (white noise of the measured strength,
+        smoothed alike), else there is no feature at the prompt (a flat or pure-noise
+        image).
+    search_radius : float
+        When nothing qualifies at the prompt, the nearest feature within this many
+        feature scales is taken.
     max_area_fraction : float
         A component larger than this fraction of the image is the background, not a
-        feature: the prompt missed.
+        feature.
+    ridge_symmetry : float
+        A bright ridge along the boundary whose flanks' half-widths differ by less than
+        this factor is an edge ring, and the boundary moves to its peak; a one-sided
+        band keeps the boundary on its steep flank. 0 never moves it.
     """
 
-    window_nm: float = 21.0
-    k: float = 0.2
-    r: float | None = None
-    denoise_sigma_nm: float = 1.5
-    polarity: str = "dark"
-    search_radius_nm: float = 10.0
-    max_area_fraction: float = 0.4
+    window: float = 2.0
+    k_values: tuple = (-0.5, -0.35, -0.25, -0.15, -0.07, 0.0, 0.07, 0.15, 0.25, 0.35, 0.5)
+    denoise: float = 0.08
+    denoise_snr: float = 12.0
+    min_denoise_px: float = 1.0
+    low_snr: float = 3.0
+    polarity: str = "auto"
+    min_edge_ratio: float = 1.5
+    search_radius: float = 0.5
+    max_area_fraction: float = 0.5
+    ridge_symmetry: float = 1.6
 
     def __post_init__(self) -> None:
-        _require(self.window_nm > 0, f"window_nm={self.window_nm!r}: expected a positive window in nm")
-        _require(-1.0 < self.k < 1.0, f"k={self.k!r}: expected Sauvola's k in (-1, 1)")
-        _require(self.r is None or self.r > 0, f"r={self.r!r}: expected None or a positive range")
-        _require(self.denoise_sigma_nm >= 0, f"denoise_sigma_nm={self.denoise_sigma_nm!r}: expected >= 0")
+        _require(self.ridge_symmetry >= 0, f"ridge_symmetry={self.ridge_symmetry!r}: expected >= 0")
+        _require(self.window > 0, f"window={self.window!r}: expected a positive number of feature scales")
+        _require(len(self.k_values) > 0 and all(-1.0 < float(k) < 1.0 for k in self.k_values),
+                 f"k_values={self.k_values!r}: expected Sauvola's k values in (-1, 1)")
+        _require(self.denoise >= 0, f"denoise={self.denoise!r}: expected >= 0")
+        _require(self.denoise_snr > 0, f"denoise_snr={self.denoise_snr!r}: expected > 0")
+        _require(self.low_snr >= 0, f"low_snr={self.low_snr!r}: expected >= 0")
+        _require(self.min_denoise_px >= 0, f"min_denoise_px={self.min_denoise_px!r}: expected >= 0")
         _require(self.polarity in ("auto", "bright", "dark"),
                  f"polarity={self.polarity!r}: expected 'auto', 'bright' or 'dark'")
-        _require(self.search_radius_nm >= 0, f"search_radius_nm={self.search_radius_nm!r}: expected >= 0")
+        _require(self.min_edge_ratio >= 0, f"min_edge_ratio={self.min_edge_ratio!r}: expected >= 0")
+        _require(self.search_radius >= 0, f"search_radius={self.search_radius!r}: expected >= 0")
         _require(0 < self.max_area_fraction <= 1,
                  f"max_area_fraction={self.max_area_fraction!r}: expected a fraction in (0, 1]")
 

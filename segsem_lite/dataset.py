@@ -199,6 +199,19 @@ def write_mask(path: str | Path, labels: np.ndarray) -> Path:
 
 # ----------------------------------------------------------------------------- targets
 
+#: A feature cut by the image border is a target when it is at least this wide (px) where it is widest ...
+MIN_BORDER_WIDTH_PX = 4.0
+#: ... and shows at least this many pixels.
+MIN_BORDER_AREA_PX = 32
+
+
+def _visible_enough(region: np.ndarray) -> bool:
+    """Whether a feature cut by the border shows enough of itself to be segmented."""
+    if region.sum() < MIN_BORDER_AREA_PX:
+        return False
+    return float(ndi.distance_transform_edt(np.pad(region, 1)).max()) >= MIN_BORDER_WIDTH_PX / 2
+
+
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The most interior pixel of a mask (distance-transform maximum), as a point (x, y)."""
     dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
@@ -272,6 +285,12 @@ class Target:
     exposure_case : str or None
     pixel_size_nm : float or None
     split : str or None
+    touches_border : bool
+        The feature runs past the image border (a grating line, a hole cut by the edge):
+        it is segmented as far as the image shows it.
+    tone : str or None
+        What the user says the feature is (meta.csv ``tone``): ``bright`` or ``dark``
+        against its surroundings; None lets the pipeline decide from the image.
     """
 
     stem: str
@@ -281,6 +300,8 @@ class Target:
     exposure_case: str | None = None
     pixel_size_nm: float | None = None
     split: str | None = None
+    touches_border: bool = False
+    tone: str | None = None
 
     @property
     def key(self) -> str:
@@ -417,12 +438,16 @@ class Dataset:
         return {str(k): v for k, v in features.items()}
 
     # -- targets
-    def targets(self, stem: str, *, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None) -> list[Target]:
+    def targets(self, stem: str, *, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None,
+                border: bool = True) -> list[Target]:
         """The targets of one image.
 
         Where meta.csv names ``target_label`` (and ``prompt_x``, ``prompt_y``), that feature
-        is the target and the point its prompt. Otherwise every instance that does not
-        touch the image border is a target, prompted at its most interior point.
+        is the target and the point its prompt. Otherwise every instance is a target,
+        prompted at its most interior point; one cut by the image border (flagged
+        ``touches_border``) only when at least :data:`MIN_BORDER_WIDTH_PX` px of it is
+        visible across and :data:`MIN_BORDER_AREA_PX` px in all. A meta.csv ``tone``
+        column (``bright``, ``dark`` or ``auto``) says what the image shows of the features.
         Without masks, targets come from the meta prompt or the layout's features.
 
         Parameters
@@ -432,6 +457,9 @@ class Dataset:
             The instance labels, if already loaded.
         shape : (rows, cols), optional
             Image shape, for checking prompts; read from the mask when omitted.
+        border : bool
+            Include features cut by the image border (fine-tuning leaves them out: a
+            window around their point shows only part of them).
 
         Raises
         ------
@@ -444,8 +472,13 @@ class Dataset:
             shape = mask.shape
         row = self.row(stem)
         layout = self.load_layout(stem)
+        tone = row.get("tone")
+        if tone is not None and tone not in ("bright", "dark", "auto"):
+            raise SegSEMError(f"{self.root / 'meta.csv'}: stem {stem}: tone={tone!r}; expected bright (features "
+                              f"brighter than their surroundings), dark, or auto")
         common = dict(
             stem=stem,
+            tone=None if tone == "auto" else tone,
             exposure_case=_fmt_case(row.get("exposure_case")),
             pixel_size_nm=float(row["pixel_size_nm"]) if "pixel_size_nm" in row else None,
             split=row.get("split"),
@@ -499,13 +532,14 @@ class Dataset:
                 if sl is None:
                     continue
                 label = idx + 1
-                touches = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == mask.shape[0] or sl[1].stop == mask.shape[1]
-                if touches:
-                    continue
                 sub = mask[sl] == label
+                touches = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == mask.shape[0] or sl[1].stop == mask.shape[1]
                 x, y = interior_point(sub)
+                if touches and (not border or not _visible_enough(sub)):
+                    continue
                 prompt = (x + sl[1].start, y + sl[0].start)
-                out.append(Target(label=label, prompt_xy=prompt, design=design_for(label), **common))
+                out.append(Target(label=label, prompt_xy=prompt, design=design_for(label), touches_border=touches,
+                                  **common))
             return out
         if layout:
             out = []
@@ -517,10 +551,12 @@ class Dataset:
                 for p in design.polygons:
                     rr, cc = draw_polygon(p[:, 1], p[:, 0], shape)
                     region[rr, cc] = True
-                if not region.any() or region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any():
+                touches = bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
+                if not region.any() or (touches and (not border or not _visible_enough(region))):
                     continue
                 label = int(key) if key.isdigit() else None
-                out.append(Target(label=label, prompt_xy=interior_point(region), design=design, **common))
+                out.append(Target(label=label, prompt_xy=interior_point(region), design=design, touches_border=touches,
+                                  **common))
             return out
         return []
 

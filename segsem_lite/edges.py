@@ -130,6 +130,8 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
     peaks at ``pts``), relative to the peak; 0 when the fit fails or is implausible."""
     u = np.arange(-reach, reach + 0.25, 0.5)
     prof = _sample(crop, pts[:, None, :] + u[None, :, None] * normals[:, None, :]).mean(0)
+    if len(u) < 8:  # too few samples (a coarse pixel size) for the six-parameter fit
+        return 0.0
     k = int(prof.argmax())
     p0 = [prof[0], prof[k] - prof[0], u[k], reach / 3, prof[-1] - prof[0], reach / 6]
     try:

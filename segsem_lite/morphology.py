@@ -83,6 +83,8 @@ def refine_mask(
     if min_px > 0:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(crop.astype(np.uint8), connectivity=8)
         keep = np.zeros(n, bool)
+        # a speck is small against the largest region too: a small feature at a fine pixel size stays
+        min_px = min(min_px, 0.25 * stats[1:, cv2.CC_STAT_AREA].max(initial=0))
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_px
         crop = keep[labels]
     out = np.zeros_like(m)

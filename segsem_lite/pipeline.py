@@ -22,9 +22,10 @@ from .edges import place_edges
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
+from .scale import ImageScale, measure_scale
 from .threshold import MIN_IMAGE_SIDE, fallback_mask
 
-__all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "SOURCES"]
+__all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "check_image", "SOURCES"]
 
 #: Where a final mask came from: the model (accepted by the gate), the fallback after the
 #: gate rejected every candidate, or the standard pipeline (no model).
@@ -75,6 +76,10 @@ class SegmentationResult:
     pixel_size_nm : float
     label, stem : optional
         The target's identity, when known.
+    flag : str
+        Why the result needs a look ("" when it does not): the gate rejected every
+        candidate and the fallback found nothing either, so the best candidate is
+        returned as it is.
     """
 
     prompt_xy: tuple[float, float]
@@ -89,6 +94,7 @@ class SegmentationResult:
     label: Any = None
     stem: str | None = None
     candidates: np.ndarray | None = field(default=None, repr=False)
+    flag: str = ""
 
     @property
     def contours_nm(self) -> list[np.ndarray]:
@@ -105,12 +111,13 @@ class SegmentationResult:
         return "" if self.decision is None else self.decision.summary()
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def check_image(image: np.ndarray, *, where: str = "image") -> np.ndarray:
+    """The image as an array, or a :class:`SegSEMError` naming ``where`` if it is not 2-D or too small."""
     img = np.asarray(image)
     if img.ndim != 2:
-        raise SegSEMError(f"image of shape {img.shape}: expected a 2-D grayscale image")
+        raise SegSEMError(f"{where} of shape {img.shape}: expected a 2-D grayscale image")
     if min(img.shape) < MIN_IMAGE_SIDE:
-        raise SegSEMError(f"image of {img.shape[1]}x{img.shape[0]} px: too small, expected at least "
+        raise SegSEMError(f"{where} of {img.shape[1]}x{img.shape[0]} px: too small, expected at least "
                           f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
     return img
 
@@ -127,6 +134,8 @@ def segment_target(
     label: Any = None,
     stem: str | None = None,
     keep_candidates: bool = False,
+    scale: ImageScale | None = None,
+    tone: str | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -149,6 +158,11 @@ def segment_target(
         Carried into the result.
     keep_candidates : bool
         Keep the model's candidate masks in the result (for figures).
+    scale : ImageScale, optional
+        The image's measured feature scale and noise, for the fallback; measured when
+        omitted.
+    tone : {"bright", "dark"}, optional
+        The feature's tone when the user knows it; decided from the image otherwise.
 
     Returns
     -------
@@ -160,7 +174,7 @@ def segment_target(
         For an image that is not 2-D or too small, a prompt outside the image, or no
         feature found near the prompt.
     """
-    img = _check_image(image)
+    img = check_image(image)
     ps = float(pixel_size_nm) if pixel_size_nm else config.pixel_size_nm
     if not point_in_image(prompt_xy, img.shape):
         raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}) is outside the image of "
@@ -188,13 +202,24 @@ def segment_target(
         if decision.accepted:
             mask = np.asarray(masks[decision.accepted_index], bool)
     source = "sam2" if mask is not None else ("fallback" if model is not None else "standard")
+    flag = ""
     if mask is None:
         t0 = time.perf_counter()
-        mask = fallback_mask(img, prompt_xy, config=config.fallback, pixel_size_nm=ps)
+        box = design.bbox_xyxy() if design is not None else None
+        size_px = min(box[2] - box[0], box[3] - box[1]) + 1 if box is not None else None
+        mask = fallback_mask(img, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
+                             size_px=size_px, tone=tone)
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
+        if not mask.any() and scores:
+            # never silently dropped: the model's best candidate, flagged with why
+            best = int(np.argmax(scores))
+            mask = np.asarray(masks[best], bool)
+            source = "sam2"
+            flag = (f"gate rejected every candidate ({decision.summary()}) and the fallback found no feature: "
+                    f"candidate {best} returned unchecked")
         if not mask.any():
-            raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): no feature found within "
-                              f"{config.fallback.search_radius_nm:g} nm (background, or no contrast)")
+            raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): no feature found at or near the "
+                              f"prompt (no edge above the noise: background, or no contrast)")
     t0 = time.perf_counter()
     mask = refine_mask(mask, prompt_xy=prompt_xy, config=config.refine, pixel_size_nm=ps)
     timings["refine"] = (time.perf_counter() - t0) * 1e3
@@ -211,7 +236,7 @@ def segment_target(
     timings["contours"] = (time.perf_counter() - t0) * 1e3
     return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,
                               source=source, decision=decision, candidate_scores=scores, timings_ms=timings,
-                              pixel_size_nm=ps, label=label, stem=stem, candidates=candidates)
+                              pixel_size_nm=ps, label=label, stem=stem, candidates=candidates, flag=flag)
 
 
 def segment_image(
@@ -238,18 +263,19 @@ def segment_image(
         Per target, a :class:`SegmentationResult` or the :class:`SegSEMError` that
         stopped it (a bad target never stops the others).
     """
-    img = _check_image(image)
+    img = check_image(image)
     out: list[SegmentationResult | SegSEMError] = []
     encode_ms = 0.0
     if model is not None and targets:
         t0 = time.perf_counter()
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
+    scale = measure_scale(img) if targets else None
     for i, t in enumerate(targets):
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
-                                 keep_candidates=keep_candidates)
+                                 keep_candidates=keep_candidates, scale=scale, tone=t.tone)
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
             out.append(res)

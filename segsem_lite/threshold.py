@@ -8,10 +8,13 @@ Pattern Recognition 33(2), 225-236, 2000.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
 from .config import FallbackConfig, nm_to_px
+from .scale import ImageScale, measure_scale, to_unit_float
 from .coords import pixel_of_point, point_in_image
 from .errors import SegSEMError
 
@@ -19,18 +22,6 @@ __all__ = ["to_unit_float", "sauvola_threshold", "sauvola_mask", "component_at",
 
 #: Smallest image side (px) the pipeline accepts.
 MIN_IMAGE_SIDE = 8
-
-
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """An 8- or 16-bit (or float) image as float32 in [0, 1] (integers divided by their dtype's maximum)."""
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise SegSEMError(f"image of shape {img.shape}: expected a 2-D grayscale image")
-    if np.issubdtype(img.dtype, np.integer):
-        return img.astype(np.float32) / float(np.iinfo(img.dtype).max)
-    if img.dtype == np.bool_:
-        return img.astype(np.float32)
-    return img.astype(np.float32)
 
 
 def _odd(n: float) -> int:
@@ -141,13 +132,168 @@ def component_at(mask: np.ndarray, point_xy: tuple[float, float], *, search_radi
     return labels == label
 
 
-def _polarity_at(img: np.ndarray, point_xy: tuple[float, float], window_px: int) -> str:
-    r, c = pixel_of_point(point_xy)
-    rad = 3
-    local = img[max(0, r - rad): r + rad + 1, max(0, c - rad): c + rad + 1].mean()
-    half = window_px // 2
-    around = img[max(0, r - half): r + half + 1, max(0, c - half): c + half + 1].mean()
-    return "bright" if local >= around else "dark"
+def _crop_box(shape: tuple[int, int], rc: tuple[int, int], half: int) -> tuple[int, int, int, int]:
+    r, c = rc
+    return max(0, r - half), min(shape[0], r + half + 1), max(0, c - half), min(shape[1], c + half + 1)
+
+
+def _noise_gradient(noise: float, sigma: float) -> float:
+    """Median Sobel gradient magnitude of white noise of std ``noise`` after a Gaussian of ``sigma`` px."""
+    field = np.random.default_rng(0).standard_normal((96, 96)).astype(np.float32) * np.float32(noise)
+    if sigma > 0:
+        field = cv2.GaussianBlur(field, (0, 0), sigma)
+    g = np.hypot(cv2.Sobel(field, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(field, cv2.CV_32F, 0, 1, ksize=3))
+    return float(np.median(g[8:-8, 8:-8])) + 1e-12
+
+
+def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, noise: float,
+           polarities: tuple[str, ...], ks: np.ndarray, max_area: float, image_border: tuple[bool, bool, bool, bool]):
+    """The best Sauvola component at ``rc`` of a crop over polarities and k, by the edge under its boundary.
+
+    Returns (mask, score, polarity, k, edge_floor) with mask None when no component qualifies.
+    """
+    sm = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else img
+    lo, hi = np.percentile(sm, [1, 99])
+    stretch = 1.0 / max(float(hi - lo), 1e-6)  # the crop's range becomes [0, 1], and R is that range
+    sm = (sm - np.float32(lo)) * np.float32(stretch)
+    noise = noise * stretch
+    gx = cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3)
+    grad = np.hypot(gx, gy)
+    floor = _noise_gradient(noise, sigma)
+    mean = cv2.boxFilter(sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    sq = cv2.boxFilter(sm * sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    rng = 1.0
+    # pixels of the crop's own border that are not the image's border: a region there is cut by the crop
+    inner_edge = np.zeros(sm.shape, bool)
+    top, bottom, left, right = image_border
+    if not top:
+        inner_edge[0] = True
+    if not bottom:
+        inner_edge[-1] = True
+    if not left:
+        inner_edge[:, 0] = True
+    if not right:
+        inner_edge[:, -1] = True
+    frame = np.zeros(sm.shape, bool)
+    frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
+    kernel = np.ones((3, 3), np.uint8)
+    best = (None, -1.0, "", 0.0)
+    for pol in polarities:
+        v, m = (sm, mean) if pol == "bright" else (1.0 - sm, 1.0 - mean)
+        for k in ks:
+            fg = (v > m * (1 + k * (std / rng - 1))).astype(np.uint8)
+            if not fg[rc]:
+                continue
+            n, labels = cv2.connectedComponents(fg, connectivity=4)
+            comp = labels == labels[rc]
+            area = int(comp.sum())
+            if area < 4 or area > max_area * comp.size:
+                continue
+            c8 = comp.astype(np.uint8)
+            # the two pixel rows either side of the boundary, centred on the edge between them
+            boundary = (cv2.dilate(c8, kernel) > 0) & ~cv2.erode(c8, kernel, borderType=cv2.BORDER_CONSTANT,
+                                                                  borderValue=0).astype(bool)
+            cut = boundary & frame
+            boundary &= ~frame
+            if boundary.sum() < 4:
+                continue
+            score = float(np.median(grad[boundary]))
+            if (cut & inner_edge).any():
+                score *= 0.999  # a region cut by the crop ranks just below an equal whole one
+            if score > best[1]:
+                best = (comp, score, pol, float(k))
+    return best + (floor,)
+
+
+def _sigma(feature: float, scale: ImageScale, config: FallbackConfig) -> float:
+    """Smoothing for a target: ``config.denoise`` feature scales (more, up to twice, on noisy images), but no
+    more than the noise needs (``config.denoise_snr`` over the image's contrast-to-noise ratio)."""
+    sigma = max(config.min_denoise_px, config.denoise * feature)
+    if scale.snr < config.low_snr:
+        sigma *= 1.0 + min(1.0, (config.low_snr - scale.snr) / config.low_snr)
+    return float(max(config.min_denoise_px, min(sigma, config.denoise_snr / max(scale.snr, 1e-6))))
+
+
+def _ridge_centred(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: float) -> np.ndarray:
+    """Move a region's boundary to the centre of a symmetric bright ridge along it, if there is one.
+
+    The mean profile across the boundary is read by signed distance (negative inside).
+    A bright ridge whose two flanks fall off alike (an edge ring, as a sloped sidewall
+    gives) marks the edge at its peak; a one-sided band (brightening inside the resist
+    that ends sharply at the edge) or no ridge at all leaves the boundary where it is,
+    on the steepest edge.
+    """
+    m = comp.astype(np.uint8)
+    inside = cv2.distanceTransform(m, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 5)
+    d = np.where(comp, 0.5 - inside, outside - 0.5)
+    near = np.abs(d) <= reach
+    bins = np.round(d[near] * 2).astype(np.int64)
+    lo = int(bins.min())
+    counts = np.bincount(bins - lo)
+    if len(counts) < 5:
+        return comp
+    prof = np.bincount(bins - lo, sm[near]) / np.maximum(counts, 1)
+    u = (np.arange(len(prof)) + lo) / 2.0
+    ok = counts >= 8
+    if ok.sum() < 5:
+        return comp
+    u, prof = u[ok], prof[ok]
+    k = int(np.argmax(prof))
+    if k == 0 or k == len(prof) - 1:
+        return comp
+    peak = prof[k]
+    left, right = prof[:k].min(), prof[k + 1:].min()
+    if min(peak - left, peak - right) < 0.2 * max(peak - left, peak - right, 1e-9):
+        return comp  # a step, not a ridge
+    half_l = u[k] - u[:k + 1][prof[:k + 1] <= (peak + left) / 2].max(initial=u[0])
+    half_r = u[k:][prof[k:] <= (peak + right) / 2].min(initial=u[-1]) - u[k]
+    if max(half_l, half_r) > symmetry * min(half_l, half_r):
+        return comp  # one-sided: the edge is the steep flank, where the region already ends
+    shift = float(u[k])
+    if abs(shift) < 0.5:
+        return comp
+    return d < shift
+
+
+def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, config: FallbackConfig,
+               polarities: tuple[str, ...]):
+    """The best component at the prompt for one feature scale, growing the crop while the crop cuts it."""
+    sigma = _sigma(feature, scale, config)
+    window = _odd(max(15, config.window * feature))
+    ks = np.asarray(config.k_values, dtype=np.float32)
+    rows, cols = img.shape
+    r, c = pixel_of_point(prompt_xy)
+    half = int(max(window, 2.5 * feature, 24))
+    for _ in range(4):
+        r0, r1, c0, c1 = _crop_box(img.shape, (r, c), half)
+        border = (r0 == 0, r1 == rows, c0 == 0, c1 == cols)
+        whole = all(border)
+        comp, score, pol, k, floor = _sweep(img[r0:r1, c0:c1], (r - r0, c - c0), window=window, sigma=sigma,
+                                            noise=scale.noise, polarities=polarities, ks=ks,
+                                            max_area=config.max_area_fraction if whole else 0.9, image_border=border)
+        if comp is None or score < config.min_edge_ratio * floor:
+            return None, None
+        reaches = ((comp[0].any() and not border[0]) or (comp[-1].any() and not border[1])
+                   or (comp[:, 0].any() and not border[2]) or (comp[:, -1].any() and not border[3]))
+        if not reaches:
+            return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1)
+        if whole:
+            break
+        half *= 2
+    if comp.sum() > config.max_area_fraction * comp.size:
+        return None, None
+    return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1)
+
+
+def _centre(crop: np.ndarray, comp: np.ndarray, sigma: float, feature: float, config: FallbackConfig) -> np.ndarray:
+    if config.ridge_symmetry <= 0:
+        return comp
+    sm = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    centred = _ridge_centred(comp, sm, reach=max(3.0, min(0.5 * feature, 12.0)), symmetry=config.ridge_symmetry)
+    return centred if centred[comp].any() else comp
 
 
 def fallback_mask(
@@ -156,46 +302,103 @@ def fallback_mask(
     *,
     config: FallbackConfig = FallbackConfig(),
     pixel_size_nm: float = 1.0,
+    scale: ImageScale | None = None,
+    size_px: float | None = None,
+    tone: str | None = None,
 ) -> np.ndarray:
-    """The fallback path: the Sauvola component at the prompt.
+    """The fallback (and standard) path: the Sauvola component at the prompt, its tone and scale found per target.
 
-    Light Gaussian denoising, polarity chosen at the prompt (SEM features show bright
-    edges; holes are dark), Sauvola thresholding with the window scaled by the pixel
-    size, then the connected component at (or nearest to) the prompt.
+    Sauvola's local threshold ``T = m (1 + k (s / R - 1))`` is computed over a window
+    sized from the feature (``config.window`` times the feature scale) on a crop around
+    the prompt, after Gaussian smoothing of ``config.denoise`` times the scale. The
+    local mean removes slow drift and charging. For each polarity (features brighter or
+    darker than their surroundings) and each ``k`` of ``config.k_values``, the connected
+    component under the prompt is a candidate; the candidate whose boundary lies on the
+    strongest image edge (median gradient magnitude along it) wins. A region that the
+    crop cuts is redone on a crop twice as large.
 
     Parameters
     ----------
     image : (M, N) ndarray
-        8- or 16-bit grayscale SEM image.
+        8- or 16-bit grayscale SEM image (raw; the smoothing is done here).
     prompt_xy : (float, float)
         Prompt point (x, y) in pixels.
     config : FallbackConfig
     pixel_size_nm : float
+        Unused by the scale-free path; kept for the signature shared with the other stages.
+    scale : ImageScale, optional
+        The image's measured scale (:func:`segsem_lite.scale.measure_scale`); measured
+        here when omitted. Pass it when segmenting many targets of one image.
+    size_px : float, optional
+        The target's own size in px (the short side of its design's bounding box), used
+        instead of the image's feature scale.
+    tone : {"bright", "dark"}, optional
+        What the user knows of the feature; overrides ``config.polarity``.
 
     Returns
     -------
     (M, N) bool ndarray
-        Empty when no feature lies within ``config.search_radius_nm`` of the prompt, or
-        when the component found covers more than ``config.max_area_fraction`` of the
-        image (the prompt is on the background).
+        Empty when no component with an edge clearly above the noise contains the prompt
+        or lies within ``config.search_radius`` feature scales of it.
 
     Raises
     ------
     SegSEMError
-        If the prompt lies outside the image.
+        If the prompt lies outside the image, or ``tone`` is not bright or dark.
+
+    References
+    ----------
+    J. Sauvola and M. Pietikainen, "Adaptive document image binarization",
+    Pattern Recognition 33(2), 225-236, 2000.
     """
     img = to_unit_float(image)
     if not point_in_image(prompt_xy, img.shape):
         raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}) is outside the image of "
                           f"{img.shape[1]}x{img.shape[0]} px")
-    sigma = nm_to_px(config.denoise_sigma_nm, pixel_size_nm)
-    if sigma > 0:
-        img = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    window = _odd(nm_to_px(config.window_nm, pixel_size_nm))
-    polarity = config.polarity if config.polarity != "auto" else _polarity_at(img, prompt_xy, window)
-    fg = sauvola_mask(img, window_nm=config.window_nm, k=config.k, r=config.r,
-                      pixel_size_nm=pixel_size_nm, polarity=polarity)
-    comp = component_at(fg, prompt_xy, search_radius_px=nm_to_px(config.search_radius_nm, pixel_size_nm))
-    if np.count_nonzero(comp) > config.max_area_fraction * comp.size:
-        comp[:] = False  # the background, not a feature
-    return comp
+    if tone not in (None, "bright", "dark"):
+        raise SegSEMError(f"tone={tone!r}: expected 'bright', 'dark' or None (decided from the image)")
+    polarity = tone or config.polarity
+    polarities = ("bright", "dark") if polarity == "auto" else (polarity,)
+    if scale is None:
+        scale = measure_scale(img)
+    feature = max(4.0, float(size_px) if size_px else scale.feature_px)
+    comp, box = _at_prompt(img, prompt_xy, feature, scale, config, polarities)
+    if comp is not None and size_px is None:
+        # the target's own width (twice its largest inscribed radius) sets the scale of a second pass
+        width = 2.0 * float(cv2.distanceTransform(np.pad(comp, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
+        if width < feature / 1.5 or width > feature * 1.5:
+            again, box2 = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
+            if again is not None:
+                comp, box = again, box2
+    out = np.zeros(img.shape, bool)
+    if comp is not None:
+        r0, r1, c0, c1 = box
+        out[r0:r1, c0:c1] = comp
+        return out
+    sigma = _sigma(feature, scale, config)
+    window = _odd(max(15, config.window * feature))
+    r, c = pixel_of_point(prompt_xy)
+    # nothing under the prompt: the nearest plausible feature within the search radius
+    radius = config.search_radius * feature
+    if radius < 1:
+        return out
+    sm = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    best = None
+    for pol in polarities:
+        fg = sauvola_mask(sm, window_nm=window, k=0.0, pixel_size_nm=1.0, polarity=pol)
+        fg[r, c] = False  # the prompt's own component already failed
+        near = component_at(fg, prompt_xy, search_radius_px=radius)
+        if not near.any() or near.sum() > config.max_area_fraction * near.size:
+            continue
+        rr, cc = np.nonzero(near)
+        d2 = float(((rr - r) ** 2 + (cc - c) ** 2).min())
+        if best is None or d2 < best[0]:
+            depth = cv2.distanceTransform(np.pad(near, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            i = int(np.argmax(depth))  # re-prompt deep inside the feature, not on its edge
+            best = (d2, float(i % near.shape[1]), float(i // near.shape[1]))
+    if best is not None:
+        return fallback_mask(image, best[1:], config=replace(config, search_radius=0.0), scale=scale,
+                             size_px=size_px, tone=tone)
+    return out
+
+

@@ -91,8 +91,8 @@ def test_user_errors_are_one_line(tmp_path, small_dataset):
     r = _segsem("evaluate", small_dataset, "--out", tmp_path / "x", "--model", "traditional", "--set", "gate.tau=3")
     assert r.returncode == 2 and r.stderr.strip().startswith("segsem: error: gate.tau: unknown setting")
     r = _segsem("evaluate", small_dataset, "--out", tmp_path / "x", "--model", "traditional",
-                "--set", "fallback.k=7")
-    assert r.returncode == 2 and "k=7: expected Sauvola's k in (-1, 1)" in r.stderr
+                "--set", "fallback.k_values=[0.1, 7]")
+    assert r.returncode == 2 and "k_values=[0.1, 7]: expected Sauvola's k values in (-1, 1)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
@@ -135,3 +135,20 @@ def test_calibrate_writes_a_checkpoint_the_other_commands_load(tmp_path, small_d
         r = _segsem("calibrate", *args, "--model", "mini-sem", "--out", tmp_path / "x.pt", "--quiet")
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_extract_goes_on_past_a_tiny_image_and_flags_border_targets(tmp_path):
+    from segsem_lite.dataset import write_image
+    from segsem_lite.synth.independent import write_independent_dataset
+
+    data = write_independent_dataset(tmp_path / "d", n_per_condition=2, seed=5, size=128,
+                                     conditions=("bright_resist", "no_edge_band"))
+    write_image(data / "images" / "aaa_tiny.png", np.zeros((1, 1), np.uint8))
+    r = _segsem("extract", data, "--out", tmp_path / "out", "--model", "traditional", "--quiet")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "records.csv")))
+    tiny = [row for row in rows if row["stem"] == "aaa_tiny"]
+    assert len(tiny) == 1 and tiny[0]["status"] == "error" and "1x1 px: too small" in tiny[0]["message"]
+    done = {row["stem"] for row in rows if row["status"] == "ok"}
+    assert len(done) == 4, "every image after the bad one was processed"
+    assert r.returncode == 1 and "aaa_tiny" in r.stderr
+    assert {row["touches_border"] for row in rows if row["status"] == "ok"} <= {"0", "1"}

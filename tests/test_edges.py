@@ -69,6 +69,6 @@ def test_pipeline_places_edges_of_segsem_results_not_of_the_standard_baseline():
     placed = segment_target(s.image, prompt, pixel_size_nm=s.pixel_size_nm,
                             config=PipelineConfig.from_dict({"edge.standard": True}))
     assert "edge" in placed.timings_ms
-    # Sauvola takes the dark inside of the edge ridge; placement moves the edge onto it
-    assert mask_scores(placed.mask, truth).iou > mask_scores(standard.mask, truth).iou + 0.05
-    assert mask_scores(placed.mask, truth).iou > 0.93
+    # placement moves the edge onto the ridge: at least as close to the truth as the standard path's
+    assert mask_scores(placed.mask, truth).iou >= mask_scores(standard.mask, truth).iou
+    assert mask_scores(placed.mask, truth).iou > 0.95

@@ -67,15 +67,49 @@ def test_component_at_searches_nearest_within_radius():
 
 def test_fallback_mask_on_a_feature_and_bad_prompt():
     img = _ring_feature()
-    cfg = FallbackConfig(window_nm=9, denoise_sigma_nm=0)
-    mask = fallback_mask(img, (31.0, 31.0), config=cfg)
+    mask = fallback_mask(img, (31.0, 31.0))
     assert mask[31, 31] and mask.sum() >= 18 * 18
     with pytest.raises(SegSEMError, match=r"prompt \(x=80, y=3\) is outside the image of 64x64 px"):
-        fallback_mask(img, (80, 3), config=cfg)
+        fallback_mask(img, (80, 3))
+    with pytest.raises(SegSEMError, match="tone='grey'"):
+        fallback_mask(img, (31.0, 31.0), tone="grey")
 
 
-def test_fallback_window_scales_with_pixel_size():
-    img = _ring_feature()
-    a = fallback_mask(img, (31.0, 31.0), config=FallbackConfig(window_nm=9, denoise_sigma_nm=0), pixel_size_nm=1.0)
-    b = fallback_mask(img, (31.0, 31.0), config=FallbackConfig(window_nm=18, denoise_sigma_nm=0), pixel_size_nm=2.0)
-    np.testing.assert_array_equal(a, b)
+def test_edge_ring_bounds_the_feature():
+    # the ring is rows/cols 20-21 and 42-43: the feature ends at it, not beyond, whatever the tone found
+    mask = fallback_mask(_ring_feature(), (31.0, 31.0))
+    rows = np.flatnonzero(mask[:, 31])
+    assert 20 <= rows.min() <= 23 and 40 <= rows.max() <= 43 and len(rows) == rows.max() - rows.min() + 1
+
+
+def _disk_image(bright: bool, radius: float = 12.0, noise: float = 6.0, seed: int = 0) -> tuple:
+    yy, xx = np.mgrid[0:96, 0:96]
+    inside = np.hypot(yy - 48, xx - 48) <= radius
+    img = np.where(inside, 170 if bright else 70, 120).astype(float)
+    img += np.random.default_rng(seed).normal(0, noise, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), inside
+
+
+@pytest.mark.parametrize("bright", [True, False])
+def test_fallback_finds_both_tones_without_being_told(bright):
+    img, truth = _disk_image(bright)
+    mask = fallback_mask(img, (48.0, 48.0))
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.85
+    # told the wrong tone, the disk is not what comes back
+    wrong = fallback_mask(img, (48.0, 48.0), tone="dark" if bright else "bright")
+    assert not wrong.any() or (wrong & truth).sum() / (wrong | truth).sum() < 0.5
+
+
+def test_fallback_scale_free_same_feature_at_two_magnifications():
+    small, t_small = _disk_image(True, radius=8.0, noise=3.0)
+    big = np.kron(small, np.ones((3, 3), np.uint8))
+    m_small = fallback_mask(small, (48.0, 48.0))
+    m_big = fallback_mask(big, (145.0, 145.0))
+    assert abs(m_big.sum() / 9.0 - m_small.sum()) < 0.15 * m_small.sum()
+
+
+def test_fallback_on_pure_noise_finds_nothing():
+    img = np.random.default_rng(1).normal(120, 10, (80, 80)).clip(0, 255).astype(np.uint8)
+    assert not fallback_mask(img, (40.0, 40.0)).any()
+    assert not fallback_mask(np.zeros((40, 40), np.uint8), (20.0, 20.0)).any()

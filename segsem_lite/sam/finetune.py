@@ -169,7 +169,7 @@ class TargetSampler:
             labels = ds.load_mask(stem)
             if labels is None:
                 raise SegSEMError(f"{ds.images[stem]}: fine-tuning needs a mask for every training image")
-            for t in ds.targets(stem, mask=labels, shape=image.shape):
+            for t in ds.targets(stem, mask=labels, shape=image.shape, border=False):
                 items.append(_Item(image, labels == t.label, t))
         return cls(items, spec)
 

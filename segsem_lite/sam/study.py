@@ -46,7 +46,7 @@ def score_candidates(predictor, dataset: Dataset, stems: list[str], *, max_targe
         image = dataset.load_image(stem)
         labels = dataset.load_mask(stem)
         predictor.set_image(image)
-        for t in dataset.targets(stem, mask=labels, shape=image.shape):
+        for t in dataset.targets(stem, mask=labels, shape=image.shape, border=False):
             truth = labels == t.label
             region = t.design.bbox_xyxy()
             if region is None and fit_window:

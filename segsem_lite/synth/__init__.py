@@ -193,7 +193,7 @@ def write_dataset(
             "pixel_size_nm": s.pixel_size_nm,
             "split": "test" if i >= n_per_case - test_per_case else "train",
             "layout_kind": s.clip.kind,
-            "tone": s.clip.tone,
+            "clip_tone": s.clip.tone,
             "dose": round(s.case.dose, 3),
             "defocus_nm": s.case.defocus_nm,
             "frames": s.case.frames,
