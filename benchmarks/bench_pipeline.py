@@ -1,7 +1,7 @@
 """Time of the pipeline per 512x512 target, stage by stage (file I/O excluded).
 
 Usage: python benchmarks/bench_pipeline.py [--threads 1] [--n-per-case 2] [--model traditional|mini-sem|...]
-Goals: the standard pipeline under 25 ms per target on one core; the SegSEM pipeline with
+Goals: the standard pipeline at most 15 ms per target on one core; the SegSEM pipeline with
 mini-sem at most 150 ms per target on two cores (``--model mini-sem --threads 2``).
 """
 
