@@ -87,6 +87,9 @@ class FallbackConfig:
     max_area_fraction : float
         A component larger than this fraction of the image is the background, not a
         feature.
+    scale_factors : tuple of float
+        Multiples of the image's feature scale tried in turn per target until one finds a
+        feature at the prompt (the design's size, when given, is used alone).
     ridge_symmetry : float
         A bright ridge along the boundary whose flanks' half-widths differ by less than
         this factor is an edge ring, and the boundary moves to its peak; a one-sided
@@ -104,8 +107,11 @@ class FallbackConfig:
     search_radius: float = 0.5
     max_area_fraction: float = 0.5
     ridge_symmetry: float = 1.6
+    scale_factors: tuple = (1.0, 0.5, 2.0)
 
     def __post_init__(self) -> None:
+        _require(len(self.scale_factors) > 0 and all(float(f) > 0 for f in self.scale_factors),
+                 f"scale_factors={self.scale_factors!r}: expected positive multiples of the feature scale")
         _require(self.ridge_symmetry >= 0, f"ridge_symmetry={self.ridge_symmetry!r}: expected >= 0")
         _require(self.window > 0, f"window={self.window!r}: expected a positive number of feature scales")
         _require(len(self.k_values) > 0 and all(-1.0 < float(k) < 1.0 for k in self.k_values),

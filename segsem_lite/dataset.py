@@ -200,9 +200,9 @@ def write_mask(path: str | Path, labels: np.ndarray) -> Path:
 # ----------------------------------------------------------------------------- targets
 
 #: A feature cut by the image border is a target when it is at least this wide (px) where it is widest ...
-MIN_BORDER_WIDTH_PX = 4.0
+MIN_BORDER_WIDTH_PX = 8.0
 #: ... and shows at least this many pixels.
-MIN_BORDER_AREA_PX = 32
+MIN_BORDER_AREA_PX = 64
 
 
 def _visible_enough(region: np.ndarray) -> bool:

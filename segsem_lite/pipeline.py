@@ -232,6 +232,9 @@ def segment_target(
     t0 = time.perf_counter()
     if contours is None:
         contours = extract_contours(mask)
+    if not contours:
+        raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): the mask found is too small to have "
+                          f"a contour ({int(mask.sum())} px)")
     edges = sobel_edges(mask)
     timings["contours"] = (time.perf_counter() - t0) * 1e3
     return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,

@@ -216,14 +216,16 @@ def _sigma(feature: float, scale: ImageScale, config: FallbackConfig) -> float:
     return float(max(config.min_denoise_px, min(sigma, config.denoise_snr / max(scale.snr, 1e-6))))
 
 
-def _ridge_centred(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: float) -> np.ndarray:
-    """Move a region's boundary to the centre of a symmetric bright ridge along it, if there is one.
+def _ridge_edge(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: float) -> np.ndarray:
+    """Move a region's boundary onto the edge that a bright ridge along it marks, if there is one.
 
     The mean profile across the boundary is read by signed distance (negative inside).
     A bright ridge whose two flanks fall off alike (an edge ring, as a sloped sidewall
-    gives) marks the edge at its peak; a one-sided band (brightening inside the resist
-    that ends sharply at the edge) or no ridge at all leaves the boundary where it is,
-    on the steepest edge.
+    gives) marks the edge at its peak. A one-sided band (brightening inside the resist
+    that ends sharply at the resist edge) marks it at its steep flank's half height: the
+    region grows over the band when the steep flank is beyond it, and gives the band up
+    when the steep flank faces the region. No ridge (a plain step) leaves the boundary
+    where the thresholding put it.
     """
     m = comp.astype(np.uint8)
     inside = cv2.distanceTransform(m, cv2.DIST_L2, 5)
@@ -233,8 +235,6 @@ def _ridge_centred(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: flo
     bins = np.round(d[near] * 2).astype(np.int64)
     lo = int(bins.min())
     counts = np.bincount(bins - lo)
-    if len(counts) < 5:
-        return comp
     prof = np.bincount(bins - lo, sm[near]) / np.maximum(counts, 1)
     u = (np.arange(len(prof)) + lo) / 2.0
     ok = counts >= 8
@@ -245,14 +245,31 @@ def _ridge_centred(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: flo
     if k == 0 or k == len(prof) - 1:
         return comp
     peak = prof[k]
-    left, right = prof[:k].min(), prof[k + 1:].min()
-    if min(peak - left, peak - right) < 0.2 * max(peak - left, peak - right, 1e-9):
-        return comp  # a step, not a ridge
-    half_l = u[k] - u[:k + 1][prof[:k + 1] <= (peak + left) / 2].max(initial=u[0])
-    half_r = u[k:][prof[k:] <= (peak + right) / 2].min(initial=u[-1]) - u[k]
-    if max(half_l, half_r) > symmetry * min(half_l, half_r):
-        return comp  # one-sided: the edge is the steep flank, where the region already ends
-    shift = float(u[k])
+    # each flank runs down from the peak to its first valley, not on to a neighbouring feature
+    span = float(prof.max() - prof.min()) + 1e-12
+    tol = 0.05 * span  # wiggles of the mean profile smaller than this do not end a flank
+
+    def valley(step: int) -> int:
+        i = best = k
+        while 0 < i + step < len(prof) and prof[i + step] <= prof[best] + tol:
+            i += step
+            if prof[i] < prof[best]:
+                best = i
+        return best
+
+    i_l, i_r = valley(-1), valley(1)
+    left, right = prof[i_l], prof[i_r]
+    if min(peak - left, peak - right) < max(0.2 * max(peak - left, peak - right), 0.15 * span):
+        return comp  # a step (or noise), not a ridge
+    flank_l, flank_r = slice(i_l, k + 1), slice(k, i_r + 1)
+    half_l = u[k] - u[flank_l][prof[flank_l] <= (peak + left) / 2].max(initial=u[i_l])
+    half_r = u[flank_r][prof[flank_r] <= (peak + right) / 2].min(initial=u[i_r]) - u[k]
+    if max(half_l, half_r) <= symmetry * min(half_l, half_r):
+        shift = float(u[k])  # an edge ring: its peak
+    elif half_r < half_l:
+        shift = float(u[k] + half_r)  # steep flank outward: the band belongs to the region
+    else:
+        shift = float(u[k] - half_l)  # steep flank inward: the band belongs to the neighbour
     if abs(shift) < 0.5:
         return comp
     return d < shift
@@ -275,24 +292,25 @@ def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, co
                                             noise=scale.noise, polarities=polarities, ks=ks,
                                             max_area=config.max_area_fraction if whole else 0.9, image_border=border)
         if comp is None or score < config.min_edge_ratio * floor:
-            return None, None
+            return None, None, 0.0
+        ratio = score / floor
         reaches = ((comp[0].any() and not border[0]) or (comp[-1].any() and not border[1])
                    or (comp[:, 0].any() and not border[2]) or (comp[:, -1].any() and not border[3]))
         if not reaches:
-            return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1)
+            return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1), ratio
         if whole:
             break
         half *= 2
     if comp.sum() > config.max_area_fraction * comp.size:
-        return None, None
-    return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1)
+        return None, None, 0.0
+    return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1), ratio
 
 
 def _centre(crop: np.ndarray, comp: np.ndarray, sigma: float, feature: float, config: FallbackConfig) -> np.ndarray:
     if config.ridge_symmetry <= 0:
         return comp
     sm = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    centred = _ridge_centred(comp, sm, reach=max(3.0, min(0.5 * feature, 12.0)), symmetry=config.ridge_symmetry)
+    centred = _ridge_edge(comp, sm, reach=max(3.0, min(0.5 * feature, 20.0)), symmetry=config.ridge_symmetry)
     return centred if centred[comp].any() else comp
 
 
@@ -362,13 +380,21 @@ def fallback_mask(
     if scale is None:
         scale = measure_scale(img)
     feature = max(4.0, float(size_px) if size_px else scale.feature_px)
-    comp, box = _at_prompt(img, prompt_xy, feature, scale, config, polarities)
+    # the scale is measured for the whole image; where nothing stands out at it, a target may be smaller or
+    # larger: the other multiples are tried in turn
+    scales = (feature,) if size_px else tuple(max(4.0, feature * f) for f in config.scale_factors)
+    comp, box, best = None, None, 0.0
+    for f in scales:
+        comp, box, best = _at_prompt(img, prompt_xy, f, scale, config, polarities)
+        if comp is not None:
+            feature_used = f
+            break
     if comp is not None and size_px is None:
-        # the target's own width (twice its largest inscribed radius) sets the scale of a second pass
+        # the target's own width (twice its largest inscribed radius) sets the scale of a last pass
         width = 2.0 * float(cv2.distanceTransform(np.pad(comp, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
-        if width < feature / 1.5 or width > feature * 1.5:
-            again, box2 = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
-            if again is not None:
+        if width < feature_used / 1.5 or width > feature_used * 1.5:
+            again, box2, ratio = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
+            if again is not None and ratio > best:
                 comp, box = again, box2
     out = np.zeros(img.shape, bool)
     if comp is not None:

@@ -37,7 +37,8 @@ RUNS = {
     "04_selective_finetuning": [{**SCRATCH, "n_steps": 4, "val_every": 2}],
     "05_loss_terms": [{**SCRATCH, "n_steps": 3}],
     "06_gating_and_fallback": [{**SCRATCH, "tau_conf": 0.0}, {**SCRATCH, "tau_conf": 1.0}],
-    "07_exposure_analysis": [{"model": "traditional"}, {**SCRATCH, "tau_conf": 0.0}],
+    "07_exposure_analysis": [{"model": "traditional", "appearance_per_condition": 1, "appearance_size": 128},
+                             {**SCRATCH, "tau_conf": 0.0, "appearance_per_condition": 0}],
     "08_contours_for_opc": [{"stem": "case10_005"}, {**SCRATCH}],
     "90_model_card": [{"n_generic": 3, "fresh_per_case": 1}],
 }
