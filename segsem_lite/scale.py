@@ -82,8 +82,8 @@ def measure_scale(image: np.ndarray, *, min_px: float = 4.0) -> ImageScale:
         return ImageScale(feature_px=float(min_px), noise=0.0, contrast=0.0)
     dx = np.diff(img, axis=1)
     noise = float(np.median(np.abs(dx - np.median(dx))) / 0.6745 / np.sqrt(2.0))
-    # large images: the scale of a downsampled copy, scaled back
-    factor = max(1, int(max(rows, cols) // 512))
+    # large images: the scale of a downsampled copy (at most about 256 px a side), scaled back
+    factor = max(1, int(np.ceil(max(rows, cols) / 256)))
     small = cv2.resize(img, (cols // factor, rows // factor), interpolation=cv2.INTER_AREA) if factor > 1 else img
     smooth = cv2.GaussianBlur(small, (0, 0), 1.0)
     lo, hi = np.percentile(smooth, [2, 98])

@@ -9,6 +9,7 @@ Pattern Recognition 33(2), 225-236, 2000.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -139,11 +140,16 @@ def _crop_box(shape: tuple[int, int], rc: tuple[int, int], half: int) -> tuple[i
 
 def _noise_gradient(noise: float, sigma: float) -> float:
     """Median Sobel gradient magnitude of white noise of std ``noise`` after a Gaussian of ``sigma`` px."""
-    field = np.random.default_rng(0).standard_normal((96, 96)).astype(np.float32) * np.float32(noise)
+    return noise * _unit_noise_gradient(round(float(sigma), 2)) + 1e-12
+
+
+@lru_cache(maxsize=256)
+def _unit_noise_gradient(sigma: float) -> float:
+    field = np.random.default_rng(0).standard_normal((96, 96)).astype(np.float32)
     if sigma > 0:
         field = cv2.GaussianBlur(field, (0, 0), sigma)
     g = np.hypot(cv2.Sobel(field, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(field, cv2.CV_32F, 0, 1, ksize=3))
-    return float(np.median(g[8:-8, 8:-8])) + 1e-12
+    return float(np.median(g[8:-8, 8:-8]))
 
 
 def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, noise: float,
@@ -180,29 +186,41 @@ def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, n
     frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
     kernel = np.ones((3, 3), np.uint8)
     best = (None, -1.0, "", 0.0)
+    rows, cols = sm.shape
+    seed = (int(rc[1]), int(rc[0]))
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
     for pol in polarities:
         v, m = (sm, mean) if pol == "bright" else (1.0 - sm, 1.0 - mean)
+        slope = m * (std * np.float32(1.0 / rng) - np.float32(1.0))  # T = m (1 + k (s/R - 1)) = m + k slope
+        above = v - m
+        last_area = -1
         for k in ks:
-            fg = (v > m * (1 + k * (std / rng - 1))).astype(np.uint8)
+            fg = np.greater(above, k * slope).view(np.uint8)
             if not fg[rc]:
                 continue
-            n, labels = cv2.connectedComponents(fg, connectivity=4)
-            comp = labels == labels[rc]
-            area = int(comp.sum())
-            if area < 4 or area > max_area * comp.size:
+            filled = np.zeros((rows + 2, cols + 2), np.uint8)
+            area, _, _, (x, y, w, h) = cv2.floodFill(fg, filled, seed, 1, 0, 0, flags)
+            # T grows with k at every pixel, so the components at the prompt are nested: an equal area is the
+            # same component as before
+            if area < 4 or area > max_area * fg.size or area == last_area:
                 continue
-            c8 = comp.astype(np.uint8)
+            last_area = area
+            # work on the component's box with a one-pixel margin (the fill mask has one more on each side)
+            y0, y1, x0, x1 = max(0, y - 1), min(rows, y + h + 1), max(0, x - 1), min(cols, x + w + 1)
+            c8 = filled[y0 + 1:y1 + 1, x0 + 1:x1 + 1]
             # the two pixel rows either side of the boundary, centred on the edge between them
             boundary = (cv2.dilate(c8, kernel) > 0) & ~cv2.erode(c8, kernel, borderType=cv2.BORDER_CONSTANT,
                                                                   borderValue=0).astype(bool)
-            cut = boundary & frame
-            boundary &= ~frame
+            cut = boundary & frame[y0:y1, x0:x1]
+            boundary &= ~frame[y0:y1, x0:x1]
             if boundary.sum() < 4:
                 continue
-            score = float(np.median(grad[boundary]))
-            if (cut & inner_edge).any():
+            score = float(np.median(grad[y0:y1, x0:x1][boundary]))
+            if (cut & inner_edge[y0:y1, x0:x1]).any():
                 score *= 0.999  # a region cut by the crop ranks just below an equal whole one
             if score > best[1]:
+                comp = np.zeros((rows, cols), bool)
+                comp[y0:y1, x0:x1] = c8.astype(bool)
                 best = (comp, score, pol, float(k))
     return best + (floor,)
 
@@ -280,10 +298,10 @@ def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, co
     """The best component at the prompt for one feature scale, growing the crop while the crop cuts it."""
     sigma = _sigma(feature, scale, config)
     window = _odd(max(15, config.window * feature))
-    ks = np.asarray(config.k_values, dtype=np.float32)
+    ks = np.sort(np.asarray(config.k_values, dtype=np.float32))
     rows, cols = img.shape
     r, c = pixel_of_point(prompt_xy)
-    half = int(max(window, 2.5 * feature, 24))
+    half = int(max(1.5 * feature, 24))
     for _ in range(4):
         r0, r1, c0, c1 = _crop_box(img.shape, (r, c), half)
         border = (r0 == 0, r1 == rows, c0 == 0, c1 == cols)
