@@ -103,7 +103,7 @@ class FallbackConfig:
     min_denoise_px: float = 1.0
     low_snr: float = 3.0
     polarity: str = "auto"
-    min_edge_ratio: float = 1.5
+    min_edge_ratio: float = 1.8
     search_radius: float = 0.5
     max_area_fraction: float = 0.5
     ridge_symmetry: float = 1.6
