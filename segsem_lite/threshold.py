@@ -407,6 +407,8 @@ def fallback_mask(
         if comp is not None:
             feature_used = f
             break
+    if comp is not None and comp.sum() > config.max_area_fraction * img.size:
+        comp = None  # the background, not a feature
     if comp is not None and size_px is None:
         # the target's own width (twice its largest inscribed radius) sets the scale of a last pass
         width = 2.0 * float(cv2.distanceTransform(np.pad(comp, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
