@@ -19,10 +19,12 @@ import numpy as np
 from .config import PipelineConfig
 from .contours import extract_contours, write_contours_csv, write_contours_gds, write_contours_json
 from .dataset import Dataset, Target, atomic_write, write_image, write_mask
+from .engine import Engine, ModelRef, open_dataset, resolve_model
 from .errors import SegSEMError
 from .metrics import average_exposure, edge_placement_error, mask_scores
 from .overlay import SOURCE_COLOURS, overlay_image
 from .pipeline import MaskSource, SegmentationResult, check_image, segment_image
+from .registry import TRADITIONAL
 
 __all__ = [
     "RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
@@ -109,15 +111,39 @@ def _write_image_files(out: Path, stem: str, image_height: int) -> None:
     write_contours_gds(folder / f"{stem}.gds", contours, stem=stem, pixel_size_nm=pixel_size, image_height_px=image_height)
 
 
+def _extract_image(ds: Dataset, model: Any, config: PipelineConfig, out: Path, index: int, stem: str,
+                   done: frozenset) -> tuple[int, list[dict]]:
+    """One image of ``extract``: segment its unfinished targets, write their files, return their records."""
+    ds, model = open_dataset(ds), resolve_model(model)
+    for stem, image, _, targets, error in _iter_images(ds, [stem]):
+        if error is not None:
+            return index, [_record(stem, None, error)]
+        todo = [t for t in targets if _label_key(t.label) not in done]
+        if not todo:
+            return index, []
+        new = []
+        for t, res in zip(todo, segment_image(image, todo, model=model, config=config)):
+            if isinstance(res, SegmentationResult):
+                try:
+                    _write_target_files(out, image, res)
+                except OSError as exc:
+                    res = SegSEMError(f"{out / stem}: could not write results ({exc})")
+            new.append(_record(stem, t, res))
+        _write_image_files(out, stem, image.shape[0])
+        return index, new
+    return index, []
+
+
 def extract_dataset(
     dataset: str | Path | Dataset,
     out: str | Path,
     *,
-    model: MaskSource | None = None,
+    model: MaskSource | ModelRef | None = None,
     config: PipelineConfig = PipelineConfig(),
     resume: bool = False,
     stems: list[str] | None = None,
     progress: bool = True,
+    engine: Engine = Engine(),
 ) -> list[dict]:
     """Extract contours for every target of a dataset.
 
@@ -129,24 +155,34 @@ def extract_dataset(
     ----------
     dataset : path or Dataset
     out : path
-    model : MaskSource, optional
-        None runs the standard pipeline.
+    model : MaskSource or ModelRef, optional
+        None runs the standard pipeline. On a Dask engine give a :class:`ModelRef`: each
+        worker loads it once.
     config : PipelineConfig
     resume : bool
-        Keep finished targets of an earlier run (rows with status ``ok``) and do the rest.
+        Keep finished targets of an earlier run (rows with status ``ok`` or ``flagged``),
+        whatever engine ran it, and do the rest.
     stems : list of str, optional
         Only these images.
     progress : bool
-        Show a progress bar.
+        Show a progress bar (and the Dask dashboard's address).
+    engine : Engine
+        In-process (the default), a local Dask cluster or an existing one.
 
     Returns
     -------
     list of dict
-        The rows of ``records.csv``.
-    """
-    from tqdm.auto import tqdm
+        The rows of ``records.csv``: images in the dataset's order, targets in each
+        image's order, whatever the engine.
 
+    Notes
+    -----
+    Records stream into ``records.csv`` as images finish (an interrupted run keeps them);
+    at the end the file is rewritten in the stable order.
+    """
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    if engine.distributed and model is not None and not isinstance(model, ModelRef):
+        raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.csv"
@@ -156,37 +192,26 @@ def extract_dataset(
             for row in csv.DictReader(fh):
                 if row.get("status") in ("ok", "flagged"):
                     done[(row["stem"], row["label"])] = row
-    rows = list(done.values())
-    atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))
     stems = stems if stems is not None else ds.stems
-    fh = open(records_path, "a", newline="")
-    writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
-    bar = tqdm(total=len(stems), disable=not progress, desc="extract", unit="img")
-    try:
-        for stem, image, _, targets, error in _iter_images(ds, stems):
-            bar.update(1)
-            if error is not None:
-                new = [_record(stem, None, error)]
-            else:
-                todo = [t for t in targets if (stem, _label_key(t.label)) not in done]
-                if not todo:
-                    continue
-                new = []
-                for t, res in zip(todo, segment_image(image, todo, model=model, config=config)):
-                    if isinstance(res, SegmentationResult):
-                        try:
-                            _write_target_files(out, image, res)
-                        except OSError as exc:
-                            res = SegSEMError(f"{out / stem}: could not write results ({exc})")
-                    new.append(_record(stem, t, res))
-                _write_image_files(out, stem, image.shape[0])
-            for row in new:
-                writer.writerow(row)
+    order = {stem: i for i, stem in enumerate(stems)}
+    per_image: dict[int, list[dict]] = {}
+    for stem, label in done:
+        per_image.setdefault(order.get(stem, len(order)), []).append(done[(stem, label)])
+    atomic_write(records_path, lambda tmp: _write_rows(tmp, [r for i in sorted(per_image) for r in per_image[i]]))
+    done_by_stem: dict[str, set] = {}
+    for stem, label in done:
+        done_by_stem.setdefault(stem, set()).add(label)
+    jobs = [(i, stem, frozenset(done_by_stem.get(stem, ()))) for i, stem in enumerate(stems)]
+    with open(records_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
+        for index, new in engine.map(_extract_image, jobs, shared=(_portable(ds, engine), model, config, out),
+                                     progress=progress,
+                                     desc="extract"):
+            writer.writerows(new)
             fh.flush()
-            rows.extend(new)
-    finally:
-        bar.close()
-        fh.close()
+            per_image.setdefault(index, []).extend(new)
+    rows = [r for i in sorted(per_image) for r in per_image[i]]
+    atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))
     return rows
 
 
@@ -236,55 +261,15 @@ def _scores(res: SegmentationResult | SegSEMError, truth: np.ndarray, truth_cont
             "source": res.source, "error": ""}
 
 
-def evaluate_dataset(
-    dataset: str | Path | Dataset,
-    *,
-    model: MaskSource | None = None,
-    config: PipelineConfig = PipelineConfig(),
-    stems: list[str] | None = None,
-    split: str | None = None,
-    progress: bool = True,
-) -> EvaluationReport:
-    """Run the standard and the SegSEM pipelines on every target with ground truth.
-
-    Parameters
-    ----------
-    dataset : path or Dataset
-    model : MaskSource, optional
-        The SegSEM column's model; None makes both columns the standard pipeline.
-    config : PipelineConfig
-    stems : list of str, optional
-        Only these images.
-    split : str, optional
-        Only this split (``train``, ``val`` or ``test``).
-    progress : bool
-
-    Returns
-    -------
-    EvaluationReport
-
-    Notes
-    -----
-    A target whose segmentation raised counts as a miss (IoU, precision, recall and F1 of
-    0; no EPE) and is named in ``per_sample``'s ``error`` columns. Time per image is the
-    wall-clock time of :func:`segsem_lite.pipeline.segment_image` on all its targets.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    if not ds.has_masks:
-        raise SegSEMError(f"{ds.root}: evaluation needs ground truth, but there is no masks/ folder")
-    if stems is None:
-        stems = ds.split(split) if split else ds.stems
-    rows, image_rows, image_errors = [], [], []
-    for stem, image, mask, targets, error in tqdm(_iter_images(ds, stems), total=len(stems), disable=not progress,
-                                                  desc="evaluate", unit="img"):
+def _evaluate_image(ds: Dataset, model: Any, config: PipelineConfig, index: int, stem: str) -> tuple:
+    """One image of ``evaluate``: (index, per-target rows, timing rows, image error or None)."""
+    ds, model = open_dataset(ds), resolve_model(model)
+    rows, image_rows = [], []
+    for stem, image, mask, targets, error in _iter_images(ds, [stem]):
         if error is not None:
-            image_errors.append({"stem": stem, "error": str(error)})
-            continue
+            return index, [], [], {"stem": stem, "error": str(error)}
         if not targets:
-            continue
+            return index, [], [], None
         exposure = average_exposure(image)
         timed = {}
         for name, m in (("standard", None), ("segsem", model)):
@@ -295,7 +280,7 @@ def evaluate_dataset(
             truth = mask == t.label
             truth_contours = extract_contours(truth)
             row = {"stem": stem, "label": t.label, "exposure_case": t.exposure_case or "-",
-                   "average_exposure": exposure, "split": t.split or ""}
+                   "average_exposure": exposure, "split": t.split or "", "touches_border": t.touches_border}
             for name in ("standard", "segsem"):
                 res = timed[name][i]
                 for k, v in _scores(res, truth, truth_contours, t.pixel_size_nm).items():
@@ -308,14 +293,87 @@ def evaluate_dataset(
                         row["segsem_score_true_iou"] = mask_scores(top, truth).iou
                         res.candidates = None  # the masks are not kept past their image
             rows.append(row)
+    return index, rows, image_rows, None
+
+
+def _portable(ds: Dataset, engine: Engine) -> Dataset | str:
+    """What goes to the workers: the dataset's path on Dask (each worker opens it once), the dataset in-process."""
+    return str(ds.root.resolve()) if engine.distributed else ds
+
+
+def _has_model(model: Any) -> bool:
+    return model.spec != TRADITIONAL if isinstance(model, ModelRef) else model is not None
+
+
+def evaluate_dataset(
+    dataset: str | Path | Dataset,
+    *,
+    model: MaskSource | ModelRef | None = None,
+    config: PipelineConfig = PipelineConfig(),
+    stems: list[str] | None = None,
+    split: str | None = None,
+    progress: bool = True,
+    engine: Engine = Engine(),
+) -> EvaluationReport:
+    """Run the standard and the SegSEM pipelines on every target with ground truth.
+
+    Parameters
+    ----------
+    dataset : path or Dataset
+    model : MaskSource or ModelRef, optional
+        The SegSEM column's model; None makes both columns the standard pipeline. On a
+        Dask engine give a :class:`ModelRef`.
+    config : PipelineConfig
+    stems : list of str, optional
+        Only these images.
+    split : str, optional
+        Only this split (``train``, ``val`` or ``test``).
+    progress : bool
+    engine : Engine
+        In-process (the default), a local Dask cluster or an existing one; the report is
+        the same, timing aside.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Notes
+    -----
+    A target whose segmentation raised counts as a miss (IoU, precision, recall and F1 of
+    0; no EPE) and is named in ``per_sample``'s ``error`` columns. Time per image is the
+    wall-clock time of :func:`segsem_lite.pipeline.segment_image` on all its targets.
+    """
+    import pandas as pd
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    if not ds.has_masks:
+        raise SegSEMError(f"{ds.root}: evaluation needs ground truth, but there is no masks/ folder")
+    if engine.distributed and model is not None and not isinstance(model, ModelRef):
+        raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
+    if stems is None:
+        stems = ds.split(split) if split else ds.stems
+    results = {}
+    for index, rows_i, image_rows_i, error in engine.map(_evaluate_image, list(enumerate(stems)),
+                                                         shared=(_portable(ds, engine), model, config),
+                                                         progress=progress,
+                                                         desc="evaluate"):
+        results[index] = (rows_i, image_rows_i, error)
+    rows, image_rows, image_errors = [], [], []
+    for index in sorted(results):
+        rows_i, image_rows_i, error = results[index]
+        rows.extend(rows_i)
+        image_rows.extend(image_rows_i)
+        if error is not None:
+            image_errors.append(error)
     per_sample = pd.DataFrame(rows)
     if per_sample.empty:
         raise SegSEMError(f"{ds.root}: no targets with ground truth to evaluate"
                           + (f" ({len(image_errors)} images failed: {image_errors[0]['error']})" if image_errors else ""))
     times = pd.DataFrame(image_rows)
     times = times.merge(per_sample[["stem", "exposure_case"]].drop_duplicates("stem"), on="stem")
-    per_case = _per_case(per_sample, times, model is not None)
-    summary = _summary(per_sample, times, model, image_errors)
+    has_model = _has_model(model)
+    per_case = _per_case(per_sample, times, has_model)
+    summary = _summary(per_sample, times, model, image_errors, has_model)
     return EvaluationReport(per_sample=per_sample, per_case=per_case, summary=summary)
 
 
@@ -381,17 +439,17 @@ def _per_case(per_sample, times, has_model: bool):
     return df.iloc[order].reset_index(drop=True)
 
 
-def _summary(per_sample, times, model, image_errors) -> dict:
+def _summary(per_sample, times, model, image_errors, has_model: bool) -> dict:
     from .registry import model_label
 
     summary: dict[str, Any] = {"n": int(len(per_sample)), "model": model_label(model)}
     for name in ("standard", "segsem"):
         summary[name] = {m: float(per_sample[f"{name}_{m}"].mean()) for m in METRICS}
         summary[name]["epe_nm"] = float(per_sample[f"{name}_epe_nm"].mean())
-    fallback = int((per_sample["segsem_source"] == "fallback").sum()) if model is not None else 0
+    fallback = int((per_sample["segsem_source"] == "fallback").sum()) if has_model else 0
     summary["fallback_count"] = fallback
-    summary["fallback_rate"] = fallback / len(per_sample) if model is not None else 0.0
-    if model is not None and "segsem_score_true_iou" in per_sample:
+    summary["fallback_rate"] = fallback / len(per_sample) if has_model else 0.0
+    if has_model and "segsem_score_true_iou" in per_sample:
         summary["calibration"] = calibration(per_sample["segsem_score"], per_sample["segsem_score_true_iou"])
     summary["ms_per_image"] = {n: float(times.loc[times["pipeline"] == n, "ms"].mean()) for n in ("standard", "segsem")}
     summary["improvement_pct"] = {

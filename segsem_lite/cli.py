@@ -31,7 +31,18 @@ def _config(args):
     return PipelineConfig.from_dict(_parse_sets(args.set))
 
 
-def _model(args):
+def _engine(args):
+    from .engine import Engine
+
+    return Engine(workers=args.workers or 0, scheduler=args.scheduler)
+
+
+def _model(args, engine=None):
+    """The model, loaded here; on a Dask engine a reference that each worker loads once."""
+    if engine is not None and engine.distributed:
+        from .engine import ModelRef
+
+        return ModelRef(args.model, checkpoint=args.checkpoint, device=args.device, threads=1)
     from .registry import load_model
 
     return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
@@ -75,9 +86,10 @@ def _cmd_extract(args) -> int:
     from .batch import extract_dataset
 
     config = _config(args)
-    model = _model(args)
+    engine = _engine(args)
+    model = _model(args, engine)
     rows = extract_dataset(args.dataset, args.out, model=model, config=config, resume=args.resume,
-                           progress=not args.quiet)
+                           progress=not args.quiet, engine=engine)
     n_err = sum(r["status"] == "error" for r in rows)
     by_source = {}
     for r in rows:
@@ -98,8 +110,10 @@ def _cmd_evaluate(args) -> int:
     from .batch import evaluate_dataset, format_table
 
     config = _config(args)
-    model = _model(args)
-    report = evaluate_dataset(args.dataset, model=model, config=config, split=args.split, progress=not args.quiet)
+    engine = _engine(args)
+    model = _model(args, engine)
+    report = evaluate_dataset(args.dataset, model=model, config=config, split=args.split, progress=not args.quiet,
+                              engine=engine)
     report.write(args.out)
     print(format_table(report))
     print(f"wrote {Path(args.out) / 'per_case.csv'}, per_sample.csv, summary.json")
@@ -115,6 +129,14 @@ def _add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--set", action="append", metavar="STAGE.FIELD=VALUE",
                    help="override a pipeline setting, e.g. gate.tau_conf=0.8 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run on a local Dask cluster of N processes, one thread each (default: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://host:8786 (dask scheduler / dask worker, "
+                        "dask-jobqueue, dask-kubernetes); its workers must see the dataset and output folders")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract contours (mask, JSON, CSV, GDS, overlay) for every target")
     p.add_argument("dataset", type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--resume", action="store_true", help="skip targets finished by an earlier run")
+    p.add_argument("--resume", action="store_true", help="skip targets finished by an earlier run (any engine)")
     _add_model_flags(p, DEFAULT_MODEL)
+    _add_engine_flags(p)
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("evaluate", help="standard against SegSEM per exposure case (the paper's Table I)")
@@ -155,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--split", help="only this split (train, val or test)")
     _add_model_flags(p, DEFAULT_MODEL)
+    _add_engine_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
     try:

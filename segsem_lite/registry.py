@@ -55,4 +55,15 @@ def load_model(spec: str | None, *, checkpoint: str | None = None, device: str =
 
 def model_label(model: Any) -> str:
     """A short name for a model in tables: ``standard`` for none."""
+    spec = getattr(model, "spec", None)  # a ModelRef: named without loading it
+    if isinstance(spec, str):
+        if spec == TRADITIONAL:
+            return "standard"
+        if spec == DEFAULT_MODEL:
+            try:
+                from .sam import shipped_default
+            except ImportError:
+                return spec
+            return shipped_default() or "standard"
+        return spec
     return "standard" if model is None else str(getattr(model, "name", type(model).__name__))
