@@ -3,7 +3,6 @@ import pytest
 from skimage.filters import threshold_sauvola
 
 from segsem_lite import SegSEMError
-from segsem_lite.config import FallbackConfig
 from segsem_lite.threshold import component_at, fallback_mask, sauvola_mask, sauvola_threshold, to_unit_float
 
 

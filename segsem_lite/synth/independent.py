@@ -221,10 +221,9 @@ def _pattern(kind: str, size: int, cd: float, rng: np.random.Generator) -> list[
         t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
         row = 0
         y = rng.uniform(0, pitch) - pitch
+        x0 = rng.uniform(0, pitch) - pitch  # the first row is always drawn: y starts above the image
         while y < s + pitch:
-            x = rng.uniform(0, pitch) - pitch if row == 0 else x_first
-            x_first = x if row == 0 else x_first
-            xs = x + (pitch / 2 if stagger and row % 2 else 0)
+            xs = x0 + (pitch / 2 if stagger and row % 2 else 0)
             while xs < s + pitch:
                 out.append(np.stack([xs + ell * cd / 2 * np.cos(t), y + cd / 2 * np.sin(t)], axis=1))
                 xs += pitch
