@@ -170,7 +170,6 @@ def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, n
     mean = cv2.boxFilter(sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
     sq = cv2.boxFilter(sm * sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
     std = np.sqrt(np.clip(sq - mean * mean, 0, None))
-    rng = 1.0
     # pixels of the crop's own border that are not the image's border: a region there is cut by the crop
     inner_edge = np.zeros(sm.shape, bool)
     top, bottom, left, right = image_border
@@ -191,7 +190,7 @@ def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, n
     flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
     for pol in polarities:
         v, m = (sm, mean) if pol == "bright" else (1.0 - sm, 1.0 - mean)
-        slope = m * (std * np.float32(1.0 / rng) - np.float32(1.0))  # T = m (1 + k (s/R - 1)) = m + k slope
+        slope = m * (std - np.float32(1.0))  # T = m (1 + k (s/R - 1)) = m + k slope, with R = 1 (the stretched range)
         above = v - m
         last_area = -1
         for k in ks:
@@ -200,8 +199,8 @@ def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, n
                 continue
             filled = np.zeros((rows + 2, cols + 2), np.uint8)
             area, _, _, (x, y, w, h) = cv2.floodFill(fg, filled, seed, 1, 0, 0, flags)
-            # T grows with k at every pixel, so the components at the prompt are nested: an equal area is the
-            # same component as before
+            # T is monotone in k at every pixel (k sorted), so the components at the prompt are nested: an equal
+            # area is the same component as before
             if area < 4 or area > max_area * fg.size or area == last_area:
                 continue
             last_area = area
