@@ -292,6 +292,67 @@ def _ridge_edge(comp: np.ndarray, sm: np.ndarray, reach: float, symmetry: float)
     return d < shift
 
 
+#: Crops larger than this many pixels a side are swept at a reduced resolution first.
+_LARGE_CROP = 640
+
+
+def _reduction(shape: tuple[int, int], feature: float) -> int:
+    """Integer downsampling for a large crop: its side to about 512 px, its features kept at 6 px or more."""
+    side = max(shape)
+    if side <= _LARGE_CROP:
+        return 1
+    return int(max(1, min(np.ceil(side / 512), feature // 6)))
+
+
+def _reduced_sweep(crop: np.ndarray, rc: tuple[int, int], f: int, *, window: int, sigma: float, noise: float,
+                   polarities: tuple[str, ...], ks: np.ndarray, max_area: float,
+                   image_border: tuple[bool, bool, bool, bool]):
+    """:func:`_sweep` on a copy ``f`` times smaller; the region comes back at full size, blocky.
+
+    A line that crosses a large image makes the crop grow to the whole image; the sweep's
+    many thresholds run on the small copy, and :func:`_full_resolution` decides the final
+    region's boundary at full size with the winning threshold only.
+    """
+    rows, cols = crop.shape
+    h, w = rows // f * f, cols // f * f
+    small = cv2.resize(crop[:h, :w], (w // f, h // f), interpolation=cv2.INTER_AREA)
+    rc_small = (min(rc[0] // f, small.shape[0] - 1), min(rc[1] // f, small.shape[1] - 1))
+    comp, score, pol, k, floor = _sweep(small, rc_small, window=_odd(window / f), sigma=sigma / f, noise=noise / f,
+                                        polarities=polarities, ks=ks, max_area=max_area, image_border=image_border)
+    if comp is None:
+        return comp, score, pol, k, floor
+    coarse = np.zeros((rows, cols), bool)
+    coarse[:h, :w] = cv2.resize(comp.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if h < rows:
+        coarse[h:] = coarse[h - 1]
+    if w < cols:
+        coarse[:, w:] = coarse[:, w - 1:w]
+    return coarse, score, pol, k, floor
+
+
+def _full_resolution(crop: np.ndarray, coarse: np.ndarray, rc: tuple[int, int], f: int, *, window: int,
+                     sigma: float, polarity: str, k: float) -> np.ndarray:
+    """The boundary of a region found ``f`` times smaller, decided again at full size within ``f`` px of it."""
+    rows, cols = crop.shape
+    c8 = coarse.astype(np.uint8)
+    ring = np.ones((2 * f + 1, 2 * f + 1), np.uint8)
+    outer, inner = cv2.dilate(c8, ring), cv2.erode(c8, ring)
+    sm = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else crop
+    lo, hi = np.percentile(sm[::f, ::f], [1, 99])
+    sm = (sm - np.float32(lo)) / np.float32(max(float(hi - lo), 1e-6))
+    v = sm if polarity == "bright" else 1.0 - sm
+    mean = cv2.boxFilter(v, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    sq = cv2.boxFilter(v * v, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    fg = (v > mean + np.float32(k) * mean * (std - np.float32(1.0))).astype(np.uint8)
+    fine = inner | (fg & outer)
+    if not fine[rc]:
+        return coarse
+    filled = np.zeros((rows + 2, cols + 2), np.uint8)
+    cv2.floodFill(fine, filled, (int(rc[1]), int(rc[0])), 1, 0, 0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    return filled[1:-1, 1:-1].astype(bool)
+
+
 def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, config: FallbackConfig,
                polarities: tuple[str, ...]):
     """The best component at the prompt for one feature scale, growing the crop while the crop cuts it."""
@@ -305,22 +366,31 @@ def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, co
         r0, r1, c0, c1 = _crop_box(img.shape, (r, c), half)
         border = (r0 == 0, r1 == rows, c0 == 0, c1 == cols)
         whole = all(border)
-        comp, score, pol, k, floor = _sweep(img[r0:r1, c0:c1], (r - r0, c - c0), window=window, sigma=sigma,
-                                            noise=scale.noise, polarities=polarities, ks=ks,
-                                            max_area=config.max_area_fraction if whole else 0.9, image_border=border)
+        crop = img[r0:r1, c0:c1]
+        f = _reduction(crop.shape, feature)
+        if f == 1:
+            comp, score, pol, k, floor = _sweep(crop, (r - r0, c - c0), window=window, sigma=sigma,
+                                                noise=scale.noise, polarities=polarities, ks=ks,
+                                                max_area=config.max_area_fraction if whole else 0.9,
+                                                image_border=border)
+        else:
+            comp, score, pol, k, floor = _reduced_sweep(crop, (r - r0, c - c0), f, window=window, sigma=sigma,
+                                                        noise=scale.noise, polarities=polarities, ks=ks,
+                                                        max_area=config.max_area_fraction if whole else 0.9,
+                                                        image_border=border)
         if comp is None or score < config.min_edge_ratio * floor:
             return None, None, 0.0
         ratio = score / floor
         reaches = ((comp[0].any() and not border[0]) or (comp[-1].any() and not border[1])
                    or (comp[:, 0].any() and not border[2]) or (comp[:, -1].any() and not border[3]))
-        if not reaches:
-            return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1), ratio
-        if whole:
+        if not reaches or whole:
             break
         half *= 2
-    if comp.sum() > config.max_area_fraction * comp.size:
+    if comp.sum() > config.max_area_fraction * comp.size and (whole or reaches):
         return None, None, 0.0
-    return _centre(img[r0:r1, c0:c1], comp, sigma, feature, config), (r0, r1, c0, c1), ratio
+    if f > 1:
+        comp = _full_resolution(crop, comp, (r - r0, c - c0), f, window=window, sigma=sigma, polarity=pol, k=k)
+    return _centre(crop, comp, sigma, feature, config), (r0, r1, c0, c1), ratio
 
 
 def _centre(crop: np.ndarray, comp: np.ndarray, sigma: float, feature: float, config: FallbackConfig) -> np.ndarray:

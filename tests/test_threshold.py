@@ -116,3 +116,23 @@ def test_fallback_on_pure_noise_finds_nothing():
             false += fallback_mask(img, (shape[1] / 2, shape[0] / 2)).any()
     assert false <= 1, f"{false} of 30 pure-noise images gave a feature"
     assert not fallback_mask(np.zeros((40, 40), np.uint8), (20.0, 20.0)).any()
+
+
+def test_large_crops_swept_at_reduced_size_agree_with_full_size(monkeypatch):
+    # a line across a 1024 px image grows the crop to the whole image: the sweep runs on a half-size copy and
+    # the boundary is decided at full size; it agrees with sweeping at full size
+    from segsem_lite import threshold
+    from segsem_lite.dataset import interior_point
+    from segsem_lite.synth.independent import Appearance, render_independent
+
+    s = render_independent(5, appearance=Appearance(charging=(0.0, 0.0), drift=(0.0, 0.0)), size=1024,
+                           pattern="grating", tone="line", feature_px=40)
+    labels = [lab for lab in range(1, s.instances.max() + 1) if (s.instances == lab).sum() > 20000]
+    prompt = interior_point(s.instances == labels[len(labels) // 2])
+    calls, original = [], threshold._full_resolution
+    monkeypatch.setattr(threshold, "_full_resolution", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reduced = fallback_mask(s.image, prompt)
+    assert calls, "the reduced sweep was used"
+    monkeypatch.setattr(threshold, "_LARGE_CROP", 10**6)
+    full = fallback_mask(s.image, prompt)
+    assert reduced.sum() > 10000 and (reduced & full).sum() / (reduced | full).sum() > 0.9
