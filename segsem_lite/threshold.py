@@ -470,9 +470,9 @@ def fallback_mask(
     # the scale is measured for the whole image; where nothing stands out at it, a target may be smaller or
     # larger: the other multiples are tried in turn
     scales = (feature,) if size_px else tuple(max(4.0, feature * f) for f in config.scale_factors)
-    comp, box, best = None, None, 0.0
+    comp, box, ratio = None, None, 0.0
     for f in scales:
-        comp, box, best = _at_prompt(img, prompt_xy, f, scale, config, polarities)
+        comp, box, ratio = _at_prompt(img, prompt_xy, f, scale, config, polarities)
         if comp is not None:
             feature_used = f
             break
@@ -482,8 +482,8 @@ def fallback_mask(
         # the target's own width (twice its largest inscribed radius) sets the scale of a last pass
         width = 2.0 * float(cv2.distanceTransform(np.pad(comp, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
         if width < feature_used / 1.5 or width > feature_used * 1.5:
-            again, box2, ratio = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
-            if again is not None and ratio > best:
+            again, box2, ratio2 = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
+            if again is not None and ratio2 > ratio:
                 comp, box = again, box2
     out = np.zeros(img.shape, bool)
     if comp is not None:
@@ -498,7 +498,7 @@ def fallback_mask(
     if radius < 1:
         return out
     sm = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    best = None
+    nearest = None  # (squared distance, x, y of a point deep inside)
     for pol in polarities:
         fg = sauvola_mask(sm, window_nm=window, k=0.0, pixel_size_nm=1.0, polarity=pol)
         fg[r, c] = False  # the prompt's own component already failed
@@ -507,12 +507,12 @@ def fallback_mask(
             continue
         rr, cc = np.nonzero(near)
         d2 = float(((rr - r) ** 2 + (cc - c) ** 2).min())
-        if best is None or d2 < best[0]:
+        if nearest is None or d2 < nearest[0]:
             depth = cv2.distanceTransform(np.pad(near, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
             i = int(np.argmax(depth))  # re-prompt deep inside the feature, not on its edge
-            best = (d2, float(i % near.shape[1]), float(i // near.shape[1]))
-    if best is not None:
-        return fallback_mask(image, best[1:], config=replace(config, search_radius=0.0), scale=scale,
+            nearest = (d2, float(i % near.shape[1]), float(i // near.shape[1]))
+    if nearest is not None:
+        return fallback_mask(image, nearest[1:], config=replace(config, search_radius=0.0), scale=scale,
                              size_px=size_px, tone=tone)
     return out
 
