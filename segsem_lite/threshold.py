@@ -25,6 +25,24 @@ __all__ = ["to_unit_float", "sauvola_threshold", "sauvola_mask", "component_at",
 MIN_IMAGE_SIDE = 8
 
 
+def _local_mean_std(img: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation in a ``window`` square around each pixel (box filters, reflected border)."""
+    mean = cv2.boxFilter(img, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    sq = cv2.boxFilter(img * img, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
+    return mean, np.sqrt(np.clip(sq - mean * mean, 0, None))
+
+
+def _smoothed_unit(crop: np.ndarray, sigma: float, step: int = 1) -> tuple[np.ndarray, float]:
+    """A crop smoothed by ``sigma`` px and stretched so its 1st-99th percentiles (read every ``step`` px) span [0, 1].
+
+    Returns the stretched crop and the stretch factor (for scaling a noise level alike).
+    """
+    sm = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else crop
+    lo, hi = np.percentile(sm[::step, ::step], [1, 99])
+    stretch = 1.0 / max(float(hi - lo), 1e-6)
+    return (sm - np.float32(lo)) * np.float32(stretch), stretch
+
+
 def _odd(n: float) -> int:
     n = max(3, int(round(n)))
     return n if n % 2 else n + 1
@@ -54,9 +72,7 @@ def sauvola_threshold(image: np.ndarray, *, window_px: int, k: float = 0.2, r: f
     """
     img = np.asarray(image, dtype=np.float32)
     w = _odd(window_px)
-    mean = cv2.boxFilter(img, cv2.CV_32F, (w, w), borderType=cv2.BORDER_REFLECT)
-    sq = cv2.boxFilter(img * img, cv2.CV_32F, (w, w), borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    mean, std = _local_mean_std(img, w)
     if r is None:
         r = 0.5 * (img.max() - img.min()) if img.max() > 1.0 or img.min() < 0 else 0.5
     return (mean * (1 + k * (std / r - 1))).astype(np.float32)
@@ -158,18 +174,13 @@ def _sweep(img: np.ndarray, rc: tuple[int, int], *, window: int, sigma: float, n
 
     Returns (mask, score, polarity, k, edge_floor) with mask None when no component qualifies.
     """
-    sm = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else img
-    lo, hi = np.percentile(sm, [1, 99])
-    stretch = 1.0 / max(float(hi - lo), 1e-6)  # the crop's range becomes [0, 1], and R is that range
-    sm = (sm - np.float32(lo)) * np.float32(stretch)
+    sm, stretch = _smoothed_unit(img, sigma)  # the crop's range becomes [0, 1], and R is that range
     noise = noise * stretch
     gx = cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3)
     grad = np.hypot(gx, gy)
     floor = _noise_gradient(noise, sigma)
-    mean = cv2.boxFilter(sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
-    sq = cv2.boxFilter(sm * sm, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    mean, std = _local_mean_std(sm, window)
     # pixels of the crop's own border that are not the image's border: a region there is cut by the crop
     inner_edge = np.zeros(sm.shape, bool)
     top, bottom, left, right = image_border
@@ -337,13 +348,9 @@ def _full_resolution(crop: np.ndarray, coarse: np.ndarray, rc: tuple[int, int], 
     c8 = coarse.astype(np.uint8)
     ring = np.ones((2 * f + 1, 2 * f + 1), np.uint8)
     outer, inner = cv2.dilate(c8, ring), cv2.erode(c8, ring)
-    sm = cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else crop
-    lo, hi = np.percentile(sm[::f, ::f], [1, 99])
-    sm = (sm - np.float32(lo)) / np.float32(max(float(hi - lo), 1e-6))
+    sm, _ = _smoothed_unit(crop, sigma, step=f)
     v = sm if polarity == "bright" else 1.0 - sm
-    mean = cv2.boxFilter(v, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
-    sq = cv2.boxFilter(v * v, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    mean, std = _local_mean_std(v, window)
     fg = (v > mean + np.float32(k) * mean * (std - np.float32(1.0))).astype(np.uint8)
     fine = inner | (fg & outer)
     if not fine[rc]:
