@@ -181,8 +181,7 @@ def extract_dataset(
     at the end the file is rewritten in the stable order.
     """
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    if engine.distributed and model is not None and not isinstance(model, ModelRef):
-        raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
+    shared_ds, shared_model = _portable(ds, model, engine)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.csv"
@@ -195,18 +194,16 @@ def extract_dataset(
     stems = stems if stems is not None else ds.stems
     order = {stem: i for i, stem in enumerate(stems)}
     per_image: dict[int, list[dict]] = {}
-    for stem, label in done:
-        per_image.setdefault(order.get(stem, len(order)), []).append(done[(stem, label)])
-    atomic_write(records_path, lambda tmp: _write_rows(tmp, [r for i in sorted(per_image) for r in per_image[i]]))
     done_by_stem: dict[str, set] = {}
-    for stem, label in done:
+    for (stem, label), row in done.items():
+        per_image.setdefault(order.get(stem, len(order)), []).append(row)
         done_by_stem.setdefault(stem, set()).add(label)
+    atomic_write(records_path, lambda tmp: _write_rows(tmp, [r for i in sorted(per_image) for r in per_image[i]]))
     jobs = [(i, stem, frozenset(done_by_stem.get(stem, ()))) for i, stem in enumerate(stems)]
     with open(records_path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
-        for index, new in engine.map(_extract_image, jobs, shared=(_portable(ds, engine), model, config, out),
-                                     progress=progress,
-                                     desc="extract"):
+        for index, new in engine.map(_extract_image, jobs, shared=(shared_ds, shared_model, config, out),
+                                     progress=progress, desc="extract"):
             writer.writerows(new)
             fh.flush()
             per_image.setdefault(index, []).extend(new)
@@ -296,9 +293,14 @@ def _evaluate_image(ds: Dataset, model: Any, config: PipelineConfig, index: int,
     return index, rows, image_rows, None
 
 
-def _portable(ds: Dataset, engine: Engine) -> Dataset | str:
-    """What goes to the workers: the dataset's path on Dask (each worker opens it once), the dataset in-process."""
-    return str(ds.root.resolve()) if engine.distributed else ds
+def _portable(ds: Dataset, model: Any, engine: Engine) -> tuple[Dataset | str, Any]:
+    """What goes to the workers: on Dask the dataset's path (each worker opens it once) and the model by name;
+    in-process both as they are."""
+    if not engine.distributed:
+        return ds, model
+    if model is not None and not isinstance(model, ModelRef):
+        raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
+    return str(ds.root.resolve()), model
 
 
 def _has_model(model: Any) -> bool:
@@ -348,15 +350,13 @@ def evaluate_dataset(
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     if not ds.has_masks:
         raise SegSEMError(f"{ds.root}: evaluation needs ground truth, but there is no masks/ folder")
-    if engine.distributed and model is not None and not isinstance(model, ModelRef):
-        raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
+    shared_ds, shared_model = _portable(ds, model, engine)
     if stems is None:
         stems = ds.split(split) if split else ds.stems
     results = {}
     for index, rows_i, image_rows_i, error in engine.map(_evaluate_image, list(enumerate(stems)),
-                                                         shared=(_portable(ds, engine), model, config),
-                                                         progress=progress,
-                                                         desc="evaluate"):
+                                                         shared=(shared_ds, shared_model, config),
+                                                         progress=progress, desc="evaluate"):
         results[index] = (rows_i, image_rows_i, error)
     rows, image_rows, image_errors = [], [], []
     for index in sorted(results):

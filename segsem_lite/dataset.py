@@ -206,19 +206,22 @@ MIN_BORDER_WIDTH_PX = 8.0
 MIN_BORDER_AREA_PX = 64
 
 
-def _visible_enough(region: np.ndarray) -> bool:
-    """Whether a feature cut by the border shows enough of itself to be segmented."""
-    if region.sum() < MIN_BORDER_AREA_PX:
-        return False
-    return float(ndi.distance_transform_edt(np.pad(region, 1)).max()) >= MIN_BORDER_WIDTH_PX / 2
+def _deepest(mask: np.ndarray) -> tuple[float, float, float]:
+    """The most interior pixel of a mask as a point (x, y), and its distance to the mask's edge (px)."""
+    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    x, y = rc_to_xy(np.array([r, c]))
+    return float(x), float(y), float(dist[r, c])
+
+
+def _visible_enough(region: np.ndarray, depth: float) -> bool:
+    """Whether a feature cut by the border, ``depth`` px deep at its most interior point, can be segmented."""
+    return region.sum() >= MIN_BORDER_AREA_PX and depth >= MIN_BORDER_WIDTH_PX / 2
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The most interior pixel of a mask (distance-transform maximum), as a point (x, y)."""
-    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    x, y = rc_to_xy(np.array([r, c]))
-    return float(x), float(y)
+    return _deepest(mask)[:2]
 
 
 def mask_bbox_xyxy(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -535,8 +538,8 @@ class Dataset:
                 label = idx + 1
                 sub = mask[sl] == label
                 touches = sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == mask.shape[0] or sl[1].stop == mask.shape[1]
-                x, y = interior_point(sub)
-                if touches and (not border or not _visible_enough(sub)):
+                x, y, depth = _deepest(sub)
+                if touches and (not border or not _visible_enough(sub, depth)):
                     continue
                 prompt = (x + sl[1].start, y + sl[0].start)
                 out.append(Target(label=label, prompt_xy=prompt, design=design_for(label), touches_border=touches,
@@ -553,11 +556,13 @@ class Dataset:
                     rr, cc = draw_polygon(p[:, 1], p[:, 0], shape)
                     region[rr, cc] = True
                 touches = bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
-                if not region.any() or (touches and (not border or not _visible_enough(region))):
+                if not region.any():
+                    continue
+                x, y, depth = _deepest(region)
+                if touches and (not border or not _visible_enough(region, depth)):
                     continue
                 label = int(key) if key.isdigit() else None
-                out.append(Target(label=label, prompt_xy=interior_point(region), design=design, touches_border=touches,
-                                  **common))
+                out.append(Target(label=label, prompt_xy=(x, y), design=design, touches_border=touches, **common))
             return out
         return []
 
