@@ -22,16 +22,24 @@ from .dataset import Dataset, Target, atomic_write, write_image, write_mask
 from .engine import Engine, ModelRef, open_dataset, resolve_model
 from .errors import SegSEMError
 from .metrics import average_exposure, edge_placement_error, mask_scores
+from .metrology import measure_feature, measure_field
 from .overlay import SOURCE_COLOURS, overlay_image
 from .pipeline import MaskSource, SegmentationResult, check_image, segment_image
 from .registry import TRADITIONAL
 
 __all__ = [
-    "RECORD_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
+    "RECORD_FIELDS", "IMAGE_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
 
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
-                 "n_candidates", "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours",
-                 "ms_total", "status", "message"]
+                 "n_candidates", "kind", "tone", "centroid_x", "centroid_y", "area_nm2", "cd_nm", "cd_px",
+                 "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "ms_encode", "ms_predict", "ms_gate", "ms_fallback",
+                 "ms_refine", "ms_contours", "ms_total", "status", "message"]
+
+#: Columns of ``images.csv``: one row per image of an ``extract`` run.
+IMAGE_FIELDS = ["stem", "file", "width", "height", "pixel_size_nm", "pixel_size_source", "field_x0", "field_y0",
+                "field_x1", "field_y1", "data_bar_row", "targets", "ok", "flagged", "errors", "kind", "counts",
+                "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm", "lwr_3sigma_nm",
+                "lwr_unbiased_3sigma_nm", "status", "message"]
 
 #: Per-target metrics of the evaluation, in Table I's order (EPE mean in px last).
 METRICS = ("iou", "precision", "recall", "f1", "epe_px")
@@ -41,20 +49,40 @@ def _label_key(label: Any) -> str:
     return "p" if label is None or label == "" else str(label)
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """One image ready for the pipeline: pixels, truth, targets, pixel size and field."""
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    targets: list
+    pixel_size_nm: float | None
+    pixel_size_source: str
+    field: tuple[int, int, int, int]
+
+
+def _load(ds: Dataset, stem: str) -> _Loaded:
+    """Read one image and its targets (discovered when nothing names them); raises SegSEMError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sem = ds.load_sem(stem)
+    image = check_image(sem.image, where=str(ds.images[stem]))
+    mask = ds.load_mask(stem)
+    if mask is not None and mask.shape != image.shape:
+        raise SegSEMError(f"{ds.masks[stem]}: mask shape {mask.shape[1]}x{mask.shape[0]} differs from its "
+                          f"image {image.shape[1]}x{image.shape[0]}")
+    ps, source = ds.pixel_size(stem, sem)
+    field = ds.field(stem, image)
+    targets = ds.targets(stem, mask=mask, shape=image.shape, image=image if mask is None else None, pixel_size_nm=ps)
+    return _Loaded(image, mask, targets, ps, source, field)
+
+
 def _iter_images(ds: Dataset, stems: Iterable[str]):
     """Yield (stem, image, mask, targets, error) for each image; errors instead of raising."""
     for stem in stems:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                image = ds.load_image(stem)
-            check_image(image, where=str(ds.images[stem]))
-            mask = ds.load_mask(stem)
-            if mask is not None and mask.shape != image.shape:
-                raise SegSEMError(f"{ds.masks[stem]}: mask shape {mask.shape[1]}x{mask.shape[0]} differs from its "
-                                  f"image {image.shape[1]}x{image.shape[0]}")
-            targets = ds.targets(stem, mask=mask, shape=image.shape)
-            yield stem, image, mask, targets, None
+            got = _load(ds, stem)
+            yield stem, got.image, got.mask, got.targets, None
         except SegSEMError as exc:
             yield stem, None, None, [], exc
 
@@ -78,60 +106,157 @@ def _record(stem: str, target: Target | None, res: SegmentationResult | SegSEMEr
     return row
 
 
-def _write_target_files(out: Path, image: np.ndarray, res: SegmentationResult) -> None:
+def _box(res: SegmentationResult, shape: tuple[int, int], margin: int = 16) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) around a result's contours with a margin, clipped to the image."""
+    pts = np.vstack([c for c in res.contours if len(c)])
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
+    return max(0, x0), max(0, y0), min(shape[1], x1), min(shape[0], y1)
+
+
+def _write_target_files(out: Path, image: np.ndarray, res: SegmentationResult, target: Target) -> None:
     key = _label_key(res.label)
     folder = out / res.stem
     write_mask(folder / f"{key}.mask.png", res.mask.astype(np.uint8) * 255)
     write_contours_json(folder / f"{key}.contours.json", {key: res.contours}, stem=res.stem,
                         pixel_size_nm=res.pixel_size_nm,
                         extra={key: {"source": res.source, "gate": res.gate_reasons,
-                                     "prompt_xy": list(res.prompt_xy), "candidate_scores": res.candidate_scores}})
+                                     "prompt_xy": list(res.prompt_xy), "candidate_scores": res.candidate_scores,
+                                     "touches_border": bool(target.touches_border)}})
     write_contours_gds(folder / f"{key}.gds", {key: res.contours}, stem=res.stem, pixel_size_nm=res.pixel_size_nm,
                        image_height_px=image.shape[0])
+    # the target's own overlay is a close-up of it (the image's overlay shows them all)
+    x0, y0, x1, y1 = _box(res, image.shape)
+    offset = np.array([x0, y0], float)
     write_image(folder / f"{key}.overlay.png",
-                overlay_image(image, res.contours, prompt_xy=res.prompt_xy, colour=SOURCE_COLOURS[res.source]))
+                overlay_image(image[y0:y1, x0:x1], [c - offset for c in res.contours],
+                              prompt_xy=tuple(np.asarray(res.prompt_xy) - offset), colour=SOURCE_COLOURS[res.source],
+                              scale=2 if max(x1 - x0, y1 - y0) < 256 else 1))
 
 
-def _write_image_files(out: Path, stem: str, image_height: int) -> None:
-    """Per-image JSON, CSV and GDS of every finished target of ``stem`` (read back from its files)."""
+def _rasterise(contours: list, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels whose centres lie inside the outer contour and outside the inner ones."""
+    from skimage.draw import polygon as draw_polygon
+
+    mask = np.zeros(shape, bool)
+    for i, c in enumerate(contours):
+        c = np.asarray(c)
+        if len(c) < 3:
+            continue
+        rr, cc = draw_polygon(c[:, 1], c[:, 0], shape)  # only the polygon's box is visited
+        mask[rr, cc] = i == 0
+    return mask
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _write_image_files(out: Path, stem: str, image: np.ndarray, pixel_size_nm: float) -> tuple[dict, Any]:
+    """Per-image JSON, CSV, GDS and overlay of every finished target of ``stem`` (read back from its files, so a
+    resumed run includes the earlier targets), and the metrology of each target and of the field.
+
+    Returns ({label key: record columns of its metrology}, FieldMetrics or None).
+    """
     folder = out / stem
     contours: dict[str, list] = {}
-    pixel_size = 1.0
+    sources: dict[str, str] = {}
+    border: dict[str, bool] = {}
     for f in sorted(folder.glob("*.contours.json")):
         if f.name == f"{stem}.contours.json":
             continue
         doc = json.loads(f.read_text())
-        pixel_size = doc["pixel_size_nm"]
         for key, feat in doc["features"].items():
             contours[key] = [np.asarray(c) for c in feat["contours_px"]]
+            sources[key] = feat.get("source", "standard")
+            border[key] = bool(feat.get("touches_border", False))
     if not contours:
-        return
-    write_contours_json(folder / f"{stem}.contours.json", contours, stem=stem, pixel_size_nm=pixel_size)
-    write_contours_csv(folder / f"{stem}.contours.csv", contours, stem=stem, pixel_size_nm=pixel_size)
-    write_contours_gds(folder / f"{stem}.gds", contours, stem=stem, pixel_size_nm=pixel_size, image_height_px=image_height)
+        return {}, None
+    ps = float(pixel_size_nm)
+    write_contours_json(folder / f"{stem}.contours.json", contours, stem=stem, pixel_size_nm=ps)
+    write_contours_csv(folder / f"{stem}.contours.csv", contours, stem=stem, pixel_size_nm=ps)
+    write_contours_gds(folder / f"{stem}.gds", contours, stem=stem, pixel_size_nm=ps, image_height_px=image.shape[0])
+    rgb = overlay_image(image, [])
+    for source in sorted(set(sources.values())):
+        rgb = overlay_image(rgb, [c for key, cs in contours.items() if sources[key] == source for c in cs],
+                            colour=SOURCE_COLOURS.get(source, SOURCE_COLOURS["standard"]))
+    write_image(folder / f"{stem}.overlay.png", rgb)
+    columns: dict[str, dict] = {}
+    measured, touches = [], []
+    for key, cs in contours.items():
+        try:
+            m = measure_feature(image, _rasterise(cs, image.shape), cs, pixel_size_nm=ps, touches_border=border[key])
+        except SegSEMError:
+            continue
+        measured.append(m)
+        touches.append(border[key])
+        columns[key] = {"kind": m.kind, "tone": m.tone, "centroid_x": _fmt(m.centroid_xy[0], 2),
+                        "centroid_y": _fmt(m.centroid_xy[1], 2), "area_nm2": _fmt(m.area_nm2, 2),
+                        "cd_nm": _fmt(m.cd_nm), "cd_px": _fmt(m.cd_px), "cd_3sigma_nm": _fmt(m.cd_3sigma_nm),
+                        "ellipticity": _fmt(m.ellipticity), "pixel_size_nm": _fmt(ps, 6)}
+    metrics = measure_field(measured, pixel_size_nm=ps, touches_border=touches)
+    if metrics.roughness is not None:
+        r = metrics.roughness
+        atomic_write(folder / f"{stem}.psd.csv", lambda tmp: np.savetxt(
+            tmp, np.column_stack([r.frequency_per_nm, r.psd_ler, r.psd_lwr]), delimiter=",", fmt="%.6g",
+            header=f"frequency_per_nm,psd_ler_nm3,psd_lwr_nm3  (noise floors: ler {r.floor_ler:.6g}, "
+                   f"lwr {r.floor_lwr:.6g} nm3; {r.n_edges} edges of {r.length} samples)", comments=""))
+    return columns, metrics
+
+
+def _image_row(ds: Dataset, stem: str, got: _Loaded | None, records: list[dict], metrics: Any,
+               error: SegSEMError | None, default_ps: float) -> dict:
+    row = {k: "" for k in IMAGE_FIELDS}
+    row.update(stem=stem, file=str(ds.images.get(stem, "")))
+    if got is None:
+        row.update(status="error", message=str(error), errors=1)
+        return row
+    rows, cols = got.image.shape
+    x0, y0, x1, y1 = got.field
+    ps = got.pixel_size_nm
+    row.update(width=cols, height=rows, pixel_size_nm=_fmt(ps if ps else default_ps, 6),
+               pixel_size_source=got.pixel_size_source if ps else f"default {default_ps:g} nm (none in meta.csv, "
+               f"--pixel-size or the file)", field_x0=x0, field_y0=y0, field_x1=x1, field_y1=y1,
+               data_bar_row=y1 if y1 < rows and ds.crop is None else "", targets=len(records),
+               ok=sum(r["status"] == "ok" for r in records), flagged=sum(r["status"] == "flagged" for r in records),
+               errors=sum(r["status"] == "error" for r in records), status="ok")
+    if not got.targets:
+        row.update(status="error", message="no targets: nothing stands out of the noise in the field")
+    if metrics is not None:
+        r = metrics.roughness
+        row.update(kind=metrics.kind or "", counts=" ".join(f"{k}:{v}" for k, v in sorted(metrics.counts.items())),
+                   cd_mean_nm=_fmt(metrics.cd_mean_nm), cd_3sigma_nm=_fmt(metrics.cd_3sigma_nm),
+                   pitch_nm=_fmt(metrics.pitch_nm, 4))
+        if r is not None:
+            row.update(ler_3sigma_nm=_fmt(r.ler_3sigma_nm), ler_unbiased_3sigma_nm=_fmt(r.ler_unbiased_3sigma_nm),
+                       lwr_3sigma_nm=_fmt(r.lwr_3sigma_nm), lwr_unbiased_3sigma_nm=_fmt(r.lwr_unbiased_3sigma_nm))
+    return row
 
 
 def _extract_image(ds: Dataset, model: Any, config: PipelineConfig, out: Path, index: int, stem: str,
-                   done: frozenset) -> tuple[int, list[dict]]:
-    """One image of ``extract``: segment its unfinished targets, write their files, return their records."""
+                   done: frozenset) -> tuple[int, list[dict], dict | None]:
+    """One image of ``extract``: segment its unfinished targets, write their files and the image's, measure;
+    return its new records and its images.csv row (None when every target was already done)."""
     ds, model = open_dataset(ds), resolve_model(model)
-    for stem, image, _, targets, error in _iter_images(ds, [stem]):
-        if error is not None:
-            return index, [_record(stem, None, error)]
-        todo = [t for t in targets if _label_key(t.label) not in done]
-        if not todo:
-            return index, []
-        new = []
-        for t, res in zip(todo, segment_image(image, todo, model=model, config=config)):
-            if isinstance(res, SegmentationResult):
-                try:
-                    _write_target_files(out, image, res)
-                except OSError as exc:
-                    res = SegSEMError(f"{out / stem}: could not write results ({exc})")
-            new.append(_record(stem, t, res))
-        _write_image_files(out, stem, image.shape[0])
-        return index, new
-    return index, []
+    try:
+        got = _load(ds, stem)
+    except SegSEMError as exc:
+        return index, [_record(stem, None, exc)], _image_row(ds, stem, None, [], None, exc, config.pixel_size_nm)
+    todo = [t for t in got.targets if _label_key(t.label) not in done]
+    if not todo and got.targets:
+        return index, [], None
+    new = []
+    for t, res in zip(todo, segment_image(got.image, todo, model=model, config=config, field=got.field)):
+        if isinstance(res, SegmentationResult):
+            try:
+                _write_target_files(out, got.image, res, t)
+            except OSError as exc:
+                res = SegSEMError(f"{out / stem}: could not write results ({exc})")
+        new.append(_record(stem, t, res))
+    columns, metrics = _write_image_files(out, stem, got.image, got.pixel_size_nm or config.pixel_size_nm)
+    for r in new:
+        r.update(columns.get(r["label"], {}))
+    return index, new, _image_row(ds, stem, got, new, metrics, None, config.pixel_size_nm)
 
 
 def extract_dataset(
@@ -148,8 +273,15 @@ def extract_dataset(
     """Extract contours for every target of a dataset.
 
     Writes, per target, ``OUT/<stem>/<label>.mask.png``, ``.contours.json``, ``.gds`` and
-    ``.overlay.png``; per image ``OUT/<stem>/<stem>.contours.json|.csv`` and ``<stem>.gds``
-    (one polygon per feature, in nm); and one row per target in ``OUT/records.csv``.
+    ``.overlay.png`` (a close-up); per image ``OUT/<stem>/<stem>.contours.json|.csv``,
+    ``<stem>.gds`` (one polygon per feature, in nm), ``<stem>.overlay.png`` and, for lines,
+    ``<stem>.psd.csv`` (the roughness PSDs); one row per target in ``OUT/records.csv``,
+    with its metrology (kind, tone, centroid, area, CD); and one row per image in
+    ``OUT/images.csv`` (pixel size and its source, field and data bar, counts, CD mean and
+    3-sigma, pitch, LER and LWR as measured and unbiased).
+
+    Where nothing names the targets (no masks, prompts.csv, meta prompt or layout),
+    every feature of the field is discovered. The data bar is left out of everything.
 
     Parameters
     ----------
@@ -185,7 +317,12 @@ def extract_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.csv"
+    images_path = out / "images.csv"
     done: dict[tuple[str, str], dict] = {}
+    image_rows: dict[str, dict] = {}
+    if resume and images_path.exists():
+        with open(images_path, newline="") as fh:
+            image_rows = {row["stem"]: row for row in csv.DictReader(fh)}
     if resume and records_path.exists():
         with open(records_path, newline="") as fh:
             for row in csv.DictReader(fh):
@@ -202,19 +339,23 @@ def extract_dataset(
     jobs = [(i, stem, frozenset(done_by_stem.get(stem, ()))) for i, stem in enumerate(stems)]
     with open(records_path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
-        for index, new in engine.map(_extract_image, jobs, shared=(shared_ds, shared_model, config, out),
-                                     progress=progress, desc="extract"):
+        for index, new, image_row in engine.map(_extract_image, jobs, shared=(shared_ds, shared_model, config, out),
+                                                progress=progress, desc="extract"):
             writer.writerows(new)
             fh.flush()
             per_image.setdefault(index, []).extend(new)
+            if image_row is not None:
+                image_rows[stems[index]] = image_row
     rows = [r for i in sorted(per_image) for r in per_image[i]]
     atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))
+    atomic_write(images_path, lambda tmp: _write_rows(tmp, [image_rows[s] for s in stems if s in image_rows],
+                                                      IMAGE_FIELDS))
     return rows
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
+def _write_rows(path: Path, rows: list[dict], fields: list[str] = RECORD_FIELDS) -> None:
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
         w.writeheader()
         w.writerows(rows)
 
@@ -300,7 +441,7 @@ def _portable(ds: Dataset, model: Any, engine: Engine) -> tuple[Dataset | str, A
         return ds, model
     if model is not None and not isinstance(model, ModelRef):
         raise SegSEMError("a Dask engine takes the model by name (ModelRef), not a loaded model object")
-    return str(ds.root.resolve()), model
+    return ds.spec(), model
 
 
 def _has_model(model: Any) -> bool:

@@ -82,14 +82,40 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _crop(text: str | None):
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise SegSEMError(f"--crop {text!r}: expected x0,y0,x1,y1 in px, for example 0,0,1024,676")
+    return values
+
+
 def _cmd_extract(args) -> int:
+    import csv
+
     from .batch import extract_dataset
+    from .dataset import Dataset
 
     config = _config(args)
     engine = _engine(args)
     model = _model(args, engine)
-    rows = extract_dataset(args.dataset, args.out, model=model, config=config, resume=args.resume,
+    ds = Dataset(args.dataset, pixel_size_nm=args.pixel_size, crop=_crop(args.crop))
+    rows = extract_dataset(ds, args.out, model=model, config=config, resume=args.resume,
                            progress=not args.quiet, engine=engine)
+    with open(Path(args.out) / "images.csv", newline="") as fh:
+        images = list(csv.DictReader(fh))
+    unknown = [r["stem"] for r in images if r["pixel_size_source"].startswith("default")]
+    if unknown:
+        print(f"warning: no pixel size for {len(unknown)} image(s) ({', '.join(unknown[:3])}"
+              f"{', ...' if len(unknown) > 3 else ''}): nm figures assume {config.pixel_size_nm:g} nm/px; "
+              f"give --pixel-size or a pixel_size_nm column in meta.csv", file=sys.stderr)
+    for r in images:
+        if r["status"] == "error" and r["message"].startswith("no targets"):
+            print(f"warning: {r['stem']}: {r['message']}", file=sys.stderr)
     n_err = sum(r["status"] == "error" for r in rows)
     by_source = {}
     for r in rows:
@@ -165,9 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dataset", type=Path)
     c.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser("extract", help="extract contours (mask, JSON, CSV, GDS, overlay) for every target")
-    p.add_argument("dataset", type=Path)
+    p = sub.add_parser("extract", help="extract contours (mask, JSON, CSV, GDS, overlay) and metrology for every "
+                                          "target")
+    p.add_argument("dataset", type=Path,
+                   help="a dataset folder (images/, masks/, meta.csv, prompts.csv), a folder of image files "
+                        "(TIFF, PNG, JPEG, BMP), or one image file")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--pixel-size", type=float, metavar="NM",
+                   help="nm per pixel where meta.csv gives none (it comes before the file's own metadata)")
+    p.add_argument("--crop", metavar="X0,Y0,X1,Y1",
+                   help="the field in px, instead of the image without its detected data bar")
     p.add_argument("--resume", action="store_true", help="skip targets finished by an earlier run (any engine)")
     _add_model_flags(p, DEFAULT_MODEL)
     _add_engine_flags(p)

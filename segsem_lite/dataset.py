@@ -29,6 +29,7 @@ from skimage.draw import polygon as draw_polygon
 
 from .coords import pixel_of_point, point_in_image, rc_to_xy
 from .errors import SegSEMError
+from .instrument import INPUT_SUFFIXES, SEMFile, find_data_bar, read_sem
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -55,67 +56,25 @@ _NUMERIC = ("exposure_case", "pixel_size_nm", "target_label", "prompt_x", "promp
 
 # ----------------------------------------------------------------------------- files
 
-def _read_array(path: Path) -> np.ndarray:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
-        from PIL import Image
-
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im, dtype=np.uint16)
-            if im.mode == "I":
-                arr = np.asarray(im)
-                return arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
-            if im.mode in ("P", "1", "LA", "PA"):
-                im = im.convert("RGBA" if "A" in im.mode else "L")
-            return np.asarray(im)
-    except SegSEMError:
-        raise
-    except FileNotFoundError:
-        raise SegSEMError(f"{path}: no such file") from None
-    except Exception as exc:  # PIL and tifffile raise many types for bad files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SegSEMError(f"{path}: unreadable image ({reason})") from None
-
-
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a grayscale SEM image.
+    """Read a grey SEM image (the pixels of :func:`segsem_lite.instrument.read_sem`).
 
     Parameters
     ----------
     path : path
-        A ``.png``, ``.tif`` or ``.tiff`` file.
+        TIFF, PNG, JPEG or BMP.
 
     Returns
     -------
     (M, N) uint8 or uint16 ndarray
-        RGB(A) images are converted to luminance with a ``UserWarning``.
+        True colour is converted to luminance with a ``UserWarning``.
 
     Raises
     ------
     SegSEMError
         If the file is missing, unreadable or truncated, or not an 8- or 16-bit image.
     """
-    path = Path(path)
-    arr = _read_array(path)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        warnings.warn(f"{path}: RGB image converted to grayscale", UserWarning, stacklevel=2)
-        dtype = arr.dtype
-        arr = (arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])).round().astype(dtype)
-    if arr.ndim != 2:
-        raise SegSEMError(f"{path}: expected a 2-D grayscale image, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * 255
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise SegSEMError(f"{path}: expected an 8- or 16-bit unsigned image, got {arr.dtype}")
-    if arr.size == 0:
-        raise SegSEMError(f"{path}: empty image of shape {arr.shape}")
-    return arr
+    return read_sem(path).image
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -132,7 +91,21 @@ def read_mask(path: str | Path) -> np.ndarray:
     (M, N) int32 ndarray
     """
     path = Path(path)
-    arr = _read_array(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise SegSEMError(f"{path}: no such file") from None
+    except Exception as exc:  # PIL and tifffile raise many types for bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SegSEMError(f"{path}: unreadable mask ({reason})") from None
     if arr.ndim == 3:
         arr = arr[..., 0]
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
@@ -295,6 +268,11 @@ class Target:
     tone : str or None
         What the user says the feature is (meta.csv ``tone``): ``bright`` or ``dark``
         against its surroundings; None lets the pipeline decide from the image.
+    size_px : float or None
+        The feature's width in px when discovery measured it (the fallback's scale).
+    box_xyxy : (int, int, int, int) or None
+        Where discovery saw the feature (x0, y0, x1, y1, px): the fallback looks at
+        least that far, so a line across the field is segmented whole.
     """
 
     stem: str
@@ -306,6 +284,8 @@ class Target:
     split: str | None = None
     touches_border: bool = False
     tone: str | None = None
+    size_px: float | None = None
+    box_xyxy: tuple | None = None
 
     @property
     def key(self) -> str:
@@ -322,41 +302,68 @@ def _fmt_case(value: Any) -> str | None:
 
 
 class Dataset:
-    """A dataset folder in the documented format.
+    """Images to segment: a dataset folder, a plain folder of instrument files, or one file.
 
     Parameters
     ----------
     root : path
-        The dataset folder, holding ``images/``.
+        A dataset folder holding ``images/`` (and optionally ``masks/``, ``meta.csv``,
+        ``prompts.csv``, ``layout/``); or a folder of image files as they come off the
+        tool (with an optional ``meta.csv`` and ``prompts.csv`` beside them); or one
+        image file.
+    pixel_size_nm : float, optional
+        Used where meta.csv gives none, before the file's own metadata (``--pixel-size``).
+    crop : (x0, y0, x1, y1), optional
+        The field of every image in pixels (``--crop``), instead of the detected data bar.
 
     Raises
     ------
     SegSEMError
-        If the folder or ``images/`` is missing, or ``meta.csv`` cannot be parsed.
+        If the path is missing or holds no image files, or ``meta.csv`` cannot be parsed.
     """
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        images_dir = self.root / "images"
-        if not self.root.is_dir():
-            raise SegSEMError(f"{self.root}: no such dataset folder")
-        if not images_dir.is_dir():
-            raise SegSEMError(f"{self.root}: expected an images/ folder in the dataset")
+    def __init__(self, root: str | Path, *, pixel_size_nm: float | None = None,
+                 crop: tuple[int, int, int, int] | None = None):
+        root = Path(root)
+        self.source = root
+        if pixel_size_nm is not None and not pixel_size_nm > 0:
+            raise SegSEMError(f"pixel size {pixel_size_nm!r}: expected a positive number of nm per pixel")
+        if crop is not None and (len(crop) != 4 or not (crop[0] < crop[2] and crop[1] < crop[3])):
+            raise SegSEMError(f"crop {crop!r}: expected x0,y0,x1,y1 with x0 < x1 and y0 < y1")
+        self.pixel_size_override = pixel_size_nm
+        self.crop = tuple(int(v) for v in crop) if crop is not None else None
         self.images: dict[str, Path] = {}
         self.duplicates: list[tuple[Path, Path]] = []
-        for p in sorted(images_dir.iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+        if root.is_file():
+            if root.suffix.lower() not in INPUT_SUFFIXES:
+                raise SegSEMError(f"{root}: not an image file; expected one of {', '.join(INPUT_SUFFIXES)}")
+            self.root, self.kind, files = root.parent, "file", [root]
+        elif not root.exists():
+            raise SegSEMError(f"{root}: no such dataset folder or image file")
+        elif (root / "images").is_dir():
+            self.root, self.kind, files = root, "dataset", sorted((root / "images").iterdir())
+        else:
+            self.root, self.kind, files = root, "folder", sorted(root.iterdir())
+            if not any(p.suffix.lower() in INPUT_SUFFIXES for p in files):
+                raise SegSEMError(f"{root}: no image files ({', '.join(INPUT_SUFFIXES)}) and no images/ folder")
+        for p in files:
+            if p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith("."):
                 if p.stem in self.images:
                     self.duplicates.append((self.images[p.stem], p))
                 else:
                     self.images[p.stem] = p
         self.masks: dict[str, Path] = {}
         masks_dir = self.root / "masks"
-        if masks_dir.is_dir():
+        if self.kind == "dataset" and masks_dir.is_dir():
             for p in sorted(masks_dir.iterdir()):
                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
                     self.masks.setdefault(p.stem, p)
         self.meta = self._read_meta()
+        self.prompts = self._read_prompts()
+
+    def spec(self) -> tuple:
+        """What opens this dataset again in another process: (path, pixel_size_nm, crop)."""
+        return str(self.source.resolve()), self.pixel_size_override, self.crop
 
     # -- metadata
     def _read_meta(self):
@@ -380,6 +387,33 @@ class Dataset:
                     raise SegSEMError(f"{path}: stem {row['stem']}: {col}={row[col]!r} is not a number")
                 meta[col] = converted
         return meta
+
+    def _read_prompts(self) -> dict[str, list[tuple[float, float, Any]]]:
+        import pandas as pd
+
+        path = self.root / "prompts.csv"
+        if not path.exists():
+            return {}
+        try:
+            table = pd.read_csv(path, dtype={"stem": str, "label": str})
+        except Exception as exc:
+            raise SegSEMError(f"{path}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in ("stem", "x", "y") if c not in table.columns]
+        if missing:
+            raise SegSEMError(f"{path}: expected columns stem, x, y (and optionally label), missing {missing}")
+        out: dict[str, list] = {}
+        for i, row in table.iterrows():
+            try:
+                x, y = float(row["x"]), float(row["y"])
+            except (TypeError, ValueError):
+                x = y = float("nan")
+            if not (np.isfinite(x) and np.isfinite(y)):
+                raise SegSEMError(f"{path}: row {i + 2} ({row['stem']}): x={row['x']!r}, y={row['y']!r}; "
+                                  f"expected numbers in px")
+            label = row.get("label")
+            label = None if label is None or (isinstance(label, float) and np.isnan(label)) else str(label)
+            out.setdefault(str(row["stem"]), []).append((x, y, label))
+        return out
 
     @property
     def stems(self) -> list[str]:
@@ -415,9 +449,44 @@ class Dataset:
     # -- files
     def load_image(self, stem: str) -> np.ndarray:
         """The image of ``stem``; see :func:`read_image`."""
+        return self.load_sem(stem).image
+
+    def load_sem(self, stem: str) -> SEMFile:
+        """The image of ``stem`` with the pixel size its file gives; see :func:`read_sem`."""
         if stem not in self.images:
-            raise SegSEMError(f"{self.root / 'images'}: no image with stem {stem!r}")
-        return read_image(self.images[stem])
+            raise SegSEMError(f"{self.root}: no image with stem {stem!r}")
+        return read_sem(self.images[stem])
+
+    def pixel_size(self, stem: str, sem: SEMFile | None = None) -> tuple[float | None, str]:
+        """The pixel size of ``stem`` in nm and where it comes from.
+
+        meta.csv's ``pixel_size_nm`` first, then the dataset's ``pixel_size_nm`` (the CLI's
+        ``--pixel-size``), then the file's metadata; ``(None, "")`` when none says.
+        """
+        row = self.row(stem)
+        if "pixel_size_nm" in row:
+            return float(row["pixel_size_nm"]), "meta.csv"
+        if self.pixel_size_override is not None:
+            return float(self.pixel_size_override), "--pixel-size"
+        sem = sem if sem is not None else self.load_sem(stem)
+        return sem.pixel_size_nm, sem.pixel_size_source
+
+    def field(self, stem: str, image: np.ndarray) -> tuple[int, int, int, int]:
+        """The part of the image that shows the sample, (x0, y0, x1, y1) in px.
+
+        The dataset's ``crop`` when given (clipped to the image), otherwise the image
+        without its data bar (:func:`find_data_bar`).
+        """
+        rows, cols = image.shape[:2]
+        if self.crop is not None:
+            x0, y0, x1, y1 = self.crop
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(cols, x1), min(rows, y1)
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                raise SegSEMError(f"crop {self.crop}: outside the image {self.images.get(stem, stem)} of "
+                                  f"{cols}x{rows} px")
+            return x0, y0, x1, y1
+        y0, y1 = find_data_bar(image)
+        return 0, y0, cols, y1
 
     def load_mask(self, stem: str) -> np.ndarray | None:
         """The instance labels of ``stem``, or None for inference-only data."""
@@ -443,7 +512,8 @@ class Dataset:
 
     # -- targets
     def targets(self, stem: str, *, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None,
-                border: bool = True) -> list[Target]:
+                border: bool = True, image: np.ndarray | None = None,
+                pixel_size_nm: float | None = None) -> list[Target]:
         """The targets of one image.
 
         Where meta.csv names ``target_label`` (and ``prompt_x``, ``prompt_y``), that feature
@@ -452,7 +522,9 @@ class Dataset:
         ``touches_border``) only when at least :data:`MIN_BORDER_WIDTH_PX` px of it is
         visible across and :data:`MIN_BORDER_AREA_PX` px in all. A meta.csv ``tone``
         column (``bright``, ``dark`` or ``auto``) says what the image shows of the features.
-        Without masks, targets come from the meta prompt or the layout's features.
+        Without masks, targets come from ``prompts.csv`` (any number of rows per image),
+        the meta prompt or the layout's features; with none of these and the image given,
+        every feature of its field is discovered (:func:`segsem_lite.discover.discover_features`).
 
         Parameters
         ----------
@@ -464,6 +536,11 @@ class Dataset:
         border : bool
             Include features cut by the image border (fine-tuning leaves them out: a
             window around their point shows only part of them).
+        image : (M, N) ndarray, optional
+            The image, for discovery.
+        pixel_size_nm : float, optional
+            The file's own pixel size, used when neither meta.csv nor the dataset's
+            ``pixel_size_nm`` gives one.
 
         Raises
         ------
@@ -474,6 +551,8 @@ class Dataset:
             mask = self.load_mask(stem)
         if shape is None and mask is not None:
             shape = mask.shape
+        if shape is None and image is not None:
+            shape = image.shape
         row = self.row(stem)
         layout = self.load_layout(stem)
         tone = row.get("tone")
@@ -484,7 +563,8 @@ class Dataset:
             stem=stem,
             tone=None if tone == "auto" else tone,
             exposure_case=_fmt_case(row.get("exposure_case")),
-            pixel_size_nm=float(row["pixel_size_nm"]) if "pixel_size_nm" in row else None,
+            pixel_size_nm=(float(row["pixel_size_nm"]) if "pixel_size_nm" in row
+                           else self.pixel_size_override if self.pixel_size_override is not None else pixel_size_nm),
             split=row.get("split"),
         )
 
@@ -511,6 +591,21 @@ class Dataset:
             if shape is not None and not point_in_image(prompt, shape):
                 raise SegSEMError(f"{where}: prompt (x={prompt[0]:g}, y={prompt[1]:g}) is outside the image of "
                                   f"{shape[1]}x{shape[0]} px")
+        if stem in self.prompts:
+            out = []
+            for i, (x, y, name) in enumerate(self.prompts[stem]):
+                where_p = f"{self.root / 'prompts.csv'}: {stem} (x={x:g}, y={y:g})"
+                if shape is not None and not point_in_image((x, y), shape):
+                    raise SegSEMError(f"{where_p}: outside the image of {shape[1]}x{shape[0]} px")
+                label = int(mask[pixel_of_point((x, y))]) if mask is not None else (name or i + 1)
+                if mask is not None and label == 0:
+                    raise SegSEMError(f"{where_p}: on background, not on a feature of the mask")
+                out.append(Target(label=label, prompt_xy=(x, y), design=design_for(label), **common))
+            keys = [str(t.label) for t in out]
+            if len(set(keys)) < len(keys):
+                raise SegSEMError(f"{self.root / 'prompts.csv'}: {stem}: two prompts on one target "
+                                  f"(labels {sorted(k for k in set(keys) if keys.count(k) > 1)[:5]})")
+            return out
         if "target_label" in row:
             label = int(row["target_label"])
             if mask is not None:
@@ -564,7 +659,24 @@ class Dataset:
                 label = int(key) if key.isdigit() else None
                 out.append(Target(label=label, prompt_xy=(x, y), design=design, touches_border=touches, **common))
             return out
+        if image is not None:
+            return self._discover(stem, image, common, border)
         return []
+
+    def _discover(self, stem: str, image: np.ndarray, common: dict, border: bool) -> list[Target]:
+        from .discover import discover_features
+
+        x0, y0, x1, y1 = self.field(stem, image)
+        found = discover_features(image[y0:y1, x0:x1], tone=common["tone"])
+        out = []
+        for f in found.features:
+            if f.touches_border and (not border or f.width_px < MIN_BORDER_WIDTH_PX or f.area_px < MIN_BORDER_AREA_PX):
+                continue
+            bx0, by0, bx1, by1 = f.box_xyxy
+            out.append(Target(label=len(out) + 1, prompt_xy=(f.prompt_xy[0] + x0, f.prompt_xy[1] + y0),
+                              touches_border=f.touches_border, size_px=f.width_px,
+                              box_xyxy=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), **common))
+        return out
 
     def all_targets(self, stems: list[str] | None = None) -> list[Target]:
         """Targets of many images (errors raise; see :func:`check_dataset` to list them all)."""

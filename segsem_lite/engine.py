@@ -66,22 +66,24 @@ def resolve_model(model: Any) -> Any:
     return _LOADED[model]
 
 
-_DATASETS: dict[tuple[str, float], Any] = {}
+_DATASETS: dict[tuple, Any] = {}
 
 
 def open_dataset(dataset: Any) -> Any:
-    """A :class:`~segsem_lite.dataset.Dataset`, opened once per process when given as a path."""
+    """A :class:`~segsem_lite.dataset.Dataset`, opened once per process when given as a path or as
+    :meth:`~segsem_lite.dataset.Dataset.spec` (path, pixel size, crop)."""
     from pathlib import Path
 
     from .dataset import Dataset
 
     if isinstance(dataset, Dataset):
         return dataset
-    root = Path(dataset)
-    meta = root / "meta.csv"
-    key = (str(root.resolve()), meta.stat().st_mtime if meta.exists() else 0.0)
+    path, pixel_size, crop = dataset if isinstance(dataset, tuple) else (dataset, None, None)
+    root = Path(path)
+    meta = (root if root.is_dir() else root.parent) / "meta.csv"
+    key = (str(root.resolve()), pixel_size, crop, meta.stat().st_mtime if meta.exists() else 0.0)
     if key not in _DATASETS:
-        _DATASETS[key] = Dataset(root)
+        _DATASETS[key] = Dataset(root, pixel_size_nm=pixel_size, crop=crop)
     return _DATASETS[key]
 
 

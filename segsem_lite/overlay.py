@@ -20,7 +20,8 @@ def overlay_image(image: np.ndarray, contours: list[np.ndarray], *, prompt_xy: t
 
     Parameters
     ----------
-    image : (M, N) ndarray
+    image : (M, N) ndarray or (M, N, 3) uint8 ndarray
+        Grey, or an overlay already drawn (more contours go on top of it).
     contours : list of (K, 2) ndarray
         Points (x, y) in pixels.
     prompt_xy : (float, float), optional
@@ -34,10 +35,15 @@ def overlay_image(image: np.ndarray, contours: list[np.ndarray], *, prompt_xy: t
     -------
     (M * scale, N * scale, 3) uint8 ndarray
     """
-    gray = (np.clip(to_unit_float(image), 0, 1) * 255).astype(np.uint8)
-    if scale > 1:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    rgb = np.repeat(gray[..., None], 3, axis=2).copy()
+    if np.ndim(image) == 3:
+        rgb = np.array(image, np.uint8)
+        if scale > 1:
+            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    else:
+        gray = (np.clip(to_unit_float(image), 0, 1) * 255).astype(np.uint8)
+        if scale > 1:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        rgb = np.repeat(gray[..., None], 3, axis=2).copy()
 
     def draw(cs, col):
         pts = [np.round((np.asarray(c) + 0.5) * scale - 0.5).astype(np.int32).reshape(-1, 1, 2) for c in cs if len(c)]

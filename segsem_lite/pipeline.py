@@ -9,7 +9,7 @@ model it is the standard (traditional) pipeline: Sauvola, refinement, contours.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -136,6 +136,8 @@ def segment_target(
     keep_candidates: bool = False,
     scale: ImageScale | None = None,
     tone: str | None = None,
+    size_px: float | None = None,
+    box_xyxy: tuple | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -163,6 +165,9 @@ def segment_target(
         omitted.
     tone : {"bright", "dark"}, optional
         The feature's tone when the user knows it; decided from the image otherwise.
+    size_px, box_xyxy : optional
+        Width and box of the feature when discovery saw it (:class:`Target`): the
+        fallback's scale and extent, and the model's box prompt when there is no design.
 
     Returns
     -------
@@ -191,6 +196,7 @@ def segment_target(
             timings["encode"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         region = design.bbox_xyxy() if design is not None else None
+        region = region if region is not None else box_xyxy
         masks, ious, _ = model.predict(np.array([prompt_xy], dtype=np.float32), np.array([1], dtype=np.int32),
                                        multimask_output=True, region_xyxy=region)
         timings["predict"] = (time.perf_counter() - t0) * 1e3
@@ -206,9 +212,10 @@ def segment_target(
     if mask is None:
         t0 = time.perf_counter()
         box = design.bbox_xyxy() if design is not None else None
-        size_px = min(box[2] - box[0], box[3] - box[1]) + 1 if box is not None else None
+        if box is not None:
+            size_px = min(box[2] - box[0], box[3] - box[1]) + 1
         mask = fallback_mask(img, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
-                             size_px=size_px, tone=tone)
+                             size_px=size_px, tone=tone, extent_xyxy=box_xyxy)
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
             # never silently dropped: the model's best candidate, flagged with why
@@ -242,6 +249,29 @@ def segment_target(
                               pixel_size_nm=ps, label=label, stem=stem, candidates=candidates, flag=flag)
 
 
+def _in_field(t: Target, x0: int, y0: int) -> Target:
+    """A target with its prompt and box moved into a field whose corner is (x0, y0)."""
+    box = t.box_xyxy
+    return replace(t, prompt_xy=(t.prompt_xy[0] - x0, t.prompt_xy[1] - y0),
+                   box_xyxy=None if box is None else (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0))
+
+
+def _to_image(res: SegmentationResult, field: tuple[int, int, int, int], shape: tuple[int, int]) -> SegmentationResult:
+    """A result found in a field, in the coordinates and shape of the whole image."""
+    x0, y0, x1, y1 = field
+
+    def pad(a):
+        if a is None:
+            return None
+        out = np.zeros(a.shape[:-2] + tuple(shape), a.dtype)
+        out[..., y0:y1, x0:x1] = a
+        return out
+
+    offset = np.array([x0, y0], float)
+    return replace(res, prompt_xy=(res.prompt_xy[0] + x0, res.prompt_xy[1] + y0), mask=pad(res.mask),
+                   edges=pad(res.edges), contours=[c + offset for c in res.contours], candidates=pad(res.candidates))
+
+
 def segment_image(
     image: np.ndarray,
     targets: Sequence[Target],
@@ -249,6 +279,7 @@ def segment_image(
     model: MaskSource | None = None,
     config: PipelineConfig = PipelineConfig(),
     keep_candidates: bool = False,
+    field: tuple[int, int, int, int] | None = None,
 ) -> list[SegmentationResult | SegSEMError]:
     """Segment every target of one image, encoding the image once.
 
@@ -259,6 +290,9 @@ def segment_image(
     model : MaskSource, optional
     config : PipelineConfig
     keep_candidates : bool
+    field : (x0, y0, x1, y1), optional
+        The part of the image that shows the sample (without its data bar): only it is
+        encoded and thresholded. Results are in the whole image's coordinates and shape.
 
     Returns
     -------
@@ -267,6 +301,13 @@ def segment_image(
         stopped it (a bad target never stops the others).
     """
     img = check_image(image)
+    full = img.shape
+    if field is not None and tuple(field) != (0, 0, full[1], full[0]):
+        x0, y0, x1, y1 = (int(v) for v in field)
+        img = check_image(img[y0:y1, x0:x1], where=f"field ({x0}, {y0}, {x1}, {y1}) of the image")
+        targets = [_in_field(t, x0, y0) for t in targets]
+    else:
+        field = None
     out: list[SegmentationResult | SegSEMError] = []
     encode_ms = 0.0
     if model is not None and targets:
@@ -278,10 +319,11 @@ def segment_image(
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
-                                 keep_candidates=keep_candidates, scale=scale, tone=t.tone)
+                                 keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
+                                 box_xyxy=t.box_xyxy)
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
-            out.append(res)
+            out.append(res if field is None else _to_image(res, field, full))
         except SegSEMError as exc:
             out.append(exc)
     return out

@@ -361,7 +361,7 @@ def _full_resolution(crop: np.ndarray, coarse: np.ndarray, rc: tuple[int, int], 
 
 
 def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, config: FallbackConfig,
-               polarities: tuple[str, ...]):
+               polarities: tuple[str, ...], extent: tuple | None = None):
     """The best component at the prompt for one feature scale, growing the crop while the crop cuts it."""
     sigma = _sigma(feature, scale, config)
     window = _odd(max(15, config.window * feature))
@@ -371,6 +371,10 @@ def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, co
     half = int(max(1.5 * feature, 24))
     for _ in range(4):
         r0, r1, c0, c1 = _crop_box(img.shape, (r, c), half)
+        if extent is not None:  # at least where the feature was seen, with a margin of half a crop
+            m = half // 2
+            r0, r1 = max(0, min(r0, int(extent[1]) - m)), min(rows, max(r1, int(extent[3]) + m + 1))
+            c0, c1 = max(0, min(c0, int(extent[0]) - m)), min(cols, max(c1, int(extent[2]) + m + 1))
         border = (r0 == 0, r1 == rows, c0 == 0, c1 == cols)
         whole = all(border)
         crop = img[r0:r1, c0:c1]
@@ -417,6 +421,7 @@ def fallback_mask(
     scale: ImageScale | None = None,
     size_px: float | None = None,
     tone: str | None = None,
+    extent_xyxy: tuple | None = None,
 ) -> np.ndarray:
     """The fallback (and standard) path: the Sauvola component at the prompt, its tone and scale found per target.
 
@@ -446,6 +451,9 @@ def fallback_mask(
         instead of the image's feature scale.
     tone : {"bright", "dark"}, optional
         What the user knows of the feature; overrides ``config.polarity``.
+    extent_xyxy : (x0, y0, x1, y1), optional
+        Where the feature is known to lie (discovery's box, px): the crop covers it from
+        the start, so a line across the field is seen whole.
 
     Returns
     -------
@@ -479,7 +487,7 @@ def fallback_mask(
     scales = (feature,) if size_px else tuple(max(4.0, feature * f) for f in config.scale_factors)
     comp, box, ratio = None, None, 0.0
     for f in scales:
-        comp, box, ratio = _at_prompt(img, prompt_xy, f, scale, config, polarities)
+        comp, box, ratio = _at_prompt(img, prompt_xy, f, scale, config, polarities, extent_xyxy)
         if comp is not None:
             feature_used = f
             break

@@ -31,7 +31,7 @@ def test_rgb_is_converted_with_a_warning(tmp_path):
     rgb = np.zeros((4, 5, 3), np.uint8)
     rgb[..., 1] = 200
     write_image(tmp_path / "c.png", rgb)
-    with pytest.warns(UserWarning, match="RGB image converted"):
+    with pytest.warns(UserWarning, match="colour image converted"):
         g = read_image(tmp_path / "c.png")
     assert g.shape == (4, 5) and g[0, 0] == round(0.587 * 200)
 
@@ -177,7 +177,7 @@ def test_check_names_each_problem(tmp_path, damage, expected):
 
 def test_missing_folder_is_one_problem(tmp_path):
     report = check_dataset(tmp_path / "nope")
-    assert report.problems == [f"{tmp_path / 'nope'}: no such dataset folder"]
+    assert report.problems == [f"{tmp_path / 'nope'}: no such dataset folder or image file"]
 
 
 def test_bad_meta_number_names_the_row(tmp_path):
