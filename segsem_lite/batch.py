@@ -38,7 +38,7 @@ RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "sou
 #: Columns of ``images.csv``: one row per image of an ``extract`` run.
 IMAGE_FIELDS = ["stem", "file", "width", "height", "pixel_size_nm", "pixel_size_source", "field_x0", "field_y0",
                 "field_x1", "field_y1", "data_bar_row", "targets", "ok", "flagged", "errors", "kind", "counts",
-                "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm", "lwr_3sigma_nm",
+                "cd_median_nm", "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm", "lwr_3sigma_nm",
                 "lwr_unbiased_3sigma_nm", "status", "message"]
 
 #: Per-target metrics of the evaluation, in Table I's order (EPE mean in px last).
@@ -225,7 +225,7 @@ def _image_row(ds: Dataset, stem: str, got: _Loaded | None, records: list[dict],
     if metrics is not None:
         r = metrics.roughness
         row.update(kind=metrics.kind or "", counts=" ".join(f"{k}:{v}" for k, v in sorted(metrics.counts.items())),
-                   cd_mean_nm=_fmt(metrics.cd_mean_nm), cd_3sigma_nm=_fmt(metrics.cd_3sigma_nm),
+                   cd_median_nm=_fmt(metrics.cd_median_nm), cd_mean_nm=_fmt(metrics.cd_mean_nm), cd_3sigma_nm=_fmt(metrics.cd_3sigma_nm),
                    pitch_nm=_fmt(metrics.pitch_nm, 4))
         if r is not None:
             row.update(ler_3sigma_nm=_fmt(r.ler_3sigma_nm), ler_unbiased_3sigma_nm=_fmt(r.ler_unbiased_3sigma_nm),

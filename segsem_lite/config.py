@@ -217,6 +217,11 @@ class EdgeConfig:
     min_found : float
         Share of contour points that must find a ridge inside the search range, else the
         mask is left as it was.
+    min_prominence : float
+        The mean profile across the mask's contour must show a ridge: its maximum inside
+        the search range stands above both ends by at least this share of the profile's
+        range. A step edge or a dome (a pillar or a line brighter all through, no edge
+        ring) has none, and the mask is left as it was.
     """
 
     enabled: bool = True
@@ -228,6 +233,7 @@ class EdgeConfig:
     offset_nm: float = 0.0
     polarity: str = "bright_edge"
     min_found: float = 0.5
+    min_prominence: float = 0.3
 
     def __post_init__(self) -> None:
         _require(self.search_nm > 0, f"search_nm={self.search_nm!r}: expected a positive distance in nm")
@@ -236,6 +242,8 @@ class EdgeConfig:
         _require(self.polarity in ("bright_edge", "dark_edge"),
                  f"polarity={self.polarity!r}: expected 'bright_edge' or 'dark_edge'")
         _require(0.0 <= self.min_found <= 1.0, f"min_found={self.min_found!r}: expected a share in [0, 1]")
+        _require(0.0 <= self.min_prominence <= 1.0,
+                 f"min_prominence={self.min_prominence!r}: expected a share in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -673,8 +673,12 @@ class Dataset:
             if f.touches_border and (not border or f.width_px < MIN_BORDER_WIDTH_PX or f.area_px < MIN_BORDER_AREA_PX):
                 continue
             bx0, by0, bx1, by1 = f.box_xyxy
+            w, h = bx1 - bx0 + 1, by1 - by0 + 1
+            # what discovery saw stands in for a design in the gate's geometric check (a model candidate
+            # far from it in area or aspect falls back)
+            seen = Design(area_px=float(f.area_px), aspect=max(w, h) / min(w, h))
             out.append(Target(label=len(out) + 1, prompt_xy=(f.prompt_xy[0] + x0, f.prompt_xy[1] + y0),
-                              touches_border=f.touches_border, size_px=f.width_px,
+                              design=seen, touches_border=f.touches_border, size_px=f.width_px,
                               box_xyxy=(bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), **common))
         return out
 

@@ -144,6 +144,28 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
     return mu if a > 0 and abs(mu) <= 1.5 and 0.3 < s < reach else 0.0
 
 
+def _outward(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Unit normals of a closed contour of mask ``m``, pointing out of the mask."""
+    normals = _normals(pts, smooth=2.0)
+    probe = pts + 2.0 * normals
+    inside = m[np.clip(np.round(probe[:, 1]).astype(int), 0, m.shape[0] - 1),
+               np.clip(np.round(probe[:, 0]).astype(int), 0, m.shape[1] - 1)]
+    return -normals if inside.mean() > 0.5 else normals
+
+
+def _has_ridge(crop: np.ndarray, contours: list, m: np.ndarray, t: np.ndarray, origin: np.ndarray,
+               prominence: float) -> bool:
+    """Whether the mean profile across the mask's outer contour peaks inside the range, above both ends."""
+    pts = _resample(contours[0], 1.0)
+    if len(pts) < 8:
+        return False
+    normals = _outward(pts, m)
+    prof = _sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin).mean(0)
+    k = int(prof.argmax())
+    span = float(prof.max() - prof.min())
+    return 0 < k < len(prof) - 1 and span > 0 and prof[k] - max(prof[0], prof[-1]) >= prominence * span
+
+
 def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = EdgeConfig(),
                 pixel_size_nm: float = 1.0) -> EdgePlacement:
     """Move a mask's contour onto the image's edge ridge, to sub-pixel precision.
@@ -161,8 +183,10 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     Returns
     -------
     EdgePlacement
-        With ``found`` below ``config.min_found`` the input mask and its contours are
-        returned unchanged (no ridge to trust: a featureless or very noisy image).
+        With ``found`` below ``config.min_found``, or no ridge in the mean profile across
+        the contour (``config.min_prominence``), the input mask and its contours are
+        returned unchanged (no ridge to trust: a step edge, a featureless or very noisy
+        image).
     """
     m = np.asarray(mask, bool)
     contours = extract_contours(m)
@@ -183,17 +207,14 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     if config.polarity == "dark_edge":
         crop = -crop
     origin = np.array([c0, r0], float)
+    if config.min_prominence > 0 and not _has_ridge(crop, contours, m, t, origin, config.min_prominence):
+        return unchanged
     placed, all_offsets, n_found, n_points = [], [], 0, 0
     for contour in contours:
         pts = _resample(contour, 1.0)
         if len(pts) < 8:
             continue
-        normals = _normals(pts, smooth=2.0)
-        probe = pts + 2.0 * normals
-        inside = m[np.clip(np.round(probe[:, 1]).astype(int), 0, m.shape[0] - 1),
-                   np.clip(np.round(probe[:, 0]).astype(int), 0, m.shape[1] - 1)]
-        if inside.mean() > 0.5:  # normals point inward (a hole's contour, or orientation): flip
-            normals = -normals
+        normals = _outward(pts, m)  # a hole's contour too: out of the mask
         xy = pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin
         profiles = _sample(crop, xy)
         offsets, ok = _ridge_offsets(profiles, t)

@@ -323,8 +323,12 @@ class FieldMetrics:
     cd_mean_nm, cd_3sigma_nm : float or None
         Mean CD of the features of that kind and its 3-sigma over them (CD uniformity);
         holes and pillars cut by the border are left out, lines are kept.
+    cd_median_nm : float or None
+        Median CD over every feature that is not ``partial`` (whatever its kind): what two
+        images of one layout share even when their fields are shifted.
     pitch_nm : float or None
-        Lines: the slope of line centre against line index (gaps of missing lines kept);
+        Lines: the slope of line centre against line index (gaps of missing lines kept),
+        when every centre lies within 0.3 pitch of that grid (else not periodic);
         holes and pillars: the median distance to the nearest neighbour's centroid.
     roughness : Roughness or None
     """
@@ -335,6 +339,7 @@ class FieldMetrics:
     cd_3sigma_nm: float | None
     pitch_nm: float | None
     roughness: Roughness | None
+    cd_median_nm: float | None = None
 
 
 def _line_pitch(lines: list[FeatureMetrics]) -> float | None:
@@ -350,7 +355,12 @@ def _line_pitch(lines: list[FeatureMetrics]) -> float | None:
         return None
     base = float(np.median(step))
     index = np.concatenate([[0], np.cumsum(np.maximum(1, np.round(step / base)))])
-    return float(np.polyfit(index, c, 1)[0])
+    fit = np.polyfit(index, c, 1)
+    # a pitch only where the lines are periodic: every centre within 0.3 of it of the fitted grid (a missing or
+    # extra line is off by half a pitch; the scan's own bow on a real tool stays within a few percent)
+    if np.abs(c - np.polyval(fit, index)).max() > 0.3 * fit[0]:
+        return None
+    return float(fit[0])
 
 
 def measure_field(features: list[FeatureMetrics], *, pixel_size_nm: float,
@@ -374,7 +384,8 @@ def measure_field(features: list[FeatureMetrics], *, pixel_size_nm: float,
         counts[m.kind] = counts.get(m.kind, 0) + 1
     if not features:
         return FieldMetrics(counts, None, None, None, None, None)
-    kind = max(counts, key=lambda k: (counts[k], k))
+    whole = [m.cd_nm for m in features if m.kind != "partial"]
+    kind = max((k for k in counts if k != "partial"), key=lambda k: (counts[k], k), default="partial")
     chosen = [m for m, t in zip(features, touches) if m.kind == kind and (kind == "line" or not t)]
     cds = np.array([m.cd_nm for m in chosen])
     cd_mean = float(cds.mean()) if cds.size else None
@@ -393,4 +404,4 @@ def measure_field(features: list[FeatureMetrics], *, pixel_size_nm: float,
 
             d, _ = cKDTree(pts).query(pts, k=2)
             pitch = float(np.median(d[:, 1])) * pixel_size_nm
-    return FieldMetrics(counts, kind, cd_mean, cd_3s, pitch, rough)
+    return FieldMetrics(counts, kind, cd_mean, cd_3s, pitch, rough, float(np.median(whole)) if whole else None)
