@@ -47,6 +47,7 @@ __all__ = [
     "mask_bbox_xyxy",
     "design_from_polygons",
     "sample_dataset",
+    "real_samples",
 ]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -858,6 +859,20 @@ def sample_dataset() -> Path:
 
         write_dataset(cache, **SAMPLE_RECIPE)
     return cache
+
+
+def real_samples() -> Path:
+    """The folder of shipped real SEM images (``data_samples/real``, see its SOURCES.md).
+
+    Raises
+    ------
+    SegSEMError
+        Where the package is installed without its source checkout.
+    """
+    path = Path(__file__).resolve().parent.parent / "data_samples" / "real"
+    if not path.is_dir():
+        raise SegSEMError(f"{path}: the real sample images ship with the source checkout of segsem_lite")
+    return path
 
 
 #: The exact recipe of ``data_samples/`` (also ``make data-samples``).

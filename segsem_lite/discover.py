@@ -31,6 +31,10 @@ _RELATIVE_EDGE = 0.4
 #: speck of noise between them, not a feature.
 _RELATIVE_WIDTH = 0.35
 
+#: A pattern's edges (area-weighted over its regions) stand at least this many times above the noise's own
+#: gradient; the blobs that a local threshold cuts out of pure noise reach about 2.
+_MIN_PATTERN_RATIO = 3.0
+
 #: Two polarities whose edge scores differ by less than this factor are a tie.
 _TIE = 1.1
 
@@ -137,11 +141,17 @@ def discover_features(
     img = to_unit_float(image)
     scale = scale or measure_scale(img)
     feature = max(4.0, scale.feature_px)
-    sigma = _sigma(feature, scale, config)
+    # one threshold for the whole field has no k to sweep: smooth more than the fallback does where noise needs it,
+    # up to a quarter of the feature scale
+    sigma = max(_sigma(feature, scale, config), min(0.25 * feature, config.denoise_snr / max(scale.snr, 1e-6)))
     window = _odd(max(15, config.window * feature))
     sm = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    grad = np.hypot(cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3))
-    floor = _noise_gradient(scale.noise, sigma)
+    # edges are scored at a tenth of the feature scale at least: a broad, blurred edge of a large feature keeps its
+    # gradient there while the noise's falls away
+    score_sigma = max(sigma, 0.1 * feature)
+    scored = sm if score_sigma == sigma else cv2.GaussianBlur(img, (0, 0), score_sigma, borderType=cv2.BORDER_REFLECT)
+    grad = np.hypot(cv2.Sobel(scored, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(scored, cv2.CV_32F, 0, 1, ksize=3))
+    floor = _noise_gradient(scale.noise, score_sigma)
     mean, _ = _local_mean_std(sm, window)
     min_area = int(max(8, 0.05 * feature * feature))
     found: dict[str, tuple] = {}
@@ -164,6 +174,7 @@ def discover_features(
         weights = areas[keep].astype(np.float64)
         ratios[pol] = float(np.average(medians[keep], weights=weights) / floor)
         found[pol] = (labels, stats, keep)
+    found = {pol: v for pol, v in found.items() if ratios[pol] >= _MIN_PATTERN_RATIO}
     if not found:
         return Discovery([], None, np.zeros(img.shape, np.int32), scale, ratios)
     if len(found) == 2:

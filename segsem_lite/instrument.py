@@ -152,7 +152,7 @@ def _read_tiff(path: Path, notes: list) -> tuple[np.ndarray, dict]:
 
     with tifffile.TiffFile(path) as tif:
         if not tif.pages:
-            raise SegSEMError(f"{path}: TIFF without images")
+            raise SegSEMError(f"{path}: unreadable image (a TIFF without any image in it)")
         page = tif.pages[0]
         if len(tif.pages) > 1:
             notes.append(f"first of {len(tif.pages)} pages")
