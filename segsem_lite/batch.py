@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import PipelineConfig
 from .contours import extract_contours, write_contours_csv, write_contours_gds, write_contours_json
-from .dataset import Dataset, Target, atomic_write, write_image, write_mask
+from .dataset import Dataset, Target, atomic_write, write_image
 from .engine import Engine, ModelRef, open_dataset, resolve_model
 from .errors import SegSEMError
 from .metrics import average_exposure, edge_placement_error, mask_scores
@@ -117,7 +117,7 @@ def _box(res: SegmentationResult, shape: tuple[int, int], margin: int = 16) -> t
 def _write_target_files(out: Path, image: np.ndarray, res: SegmentationResult, target: Target) -> None:
     key = _label_key(res.label)
     folder = out / res.stem
-    write_mask(folder / f"{key}.mask.png", res.mask.astype(np.uint8) * 255)
+    write_image(folder / f"{key}.mask.png", res.mask)  # a 1-bit PNG, read back as 0/255
     write_contours_json(folder / f"{key}.contours.json", {key: res.contours}, stem=res.stem,
                         pixel_size_nm=res.pixel_size_nm,
                         extra={key: {"source": res.source, "gate": res.gate_reasons,

@@ -198,10 +198,11 @@ def measure_feature(image: np.ndarray, mask: np.ndarray, contours: list, *, pixe
         kind = "hole" if tone == "dark" else "pillar"
         return FeatureMetrics(kind, tone, (float(cx), float(cy)), float(area), float(area) * ps * ps,
                               float(d * ps), float(d), None, ell)
-    from skimage.morphology import medial_axis
+    from skimage.morphology import skeletonize
 
-    skel, dist = medial_axis(np.pad(mask, 1), return_distance=True, rng=0)  # seeded: same CD every run
-    widths = 2.0 * dist[skel] - 1.0
+    padded = np.pad(mask, 1)
+    dist = cv2.distanceTransform(padded.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    widths = 2.0 * dist[skeletonize(padded)] - 1.0
     # leave out the medial axis's branches into corners and ends, where it is narrower than the body
     body = widths[widths >= 0.5 * np.percentile(widths, 90)] if widths.size else np.array([short])
     cd = float(np.median(body))

@@ -14,7 +14,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .config import PipelineConfig
+from .config import PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, sobel_edges
 from .coords import point_in_image
 from .dataset import Design, Target
@@ -22,7 +22,7 @@ from .edges import place_edges
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
-from .scale import ImageScale, measure_scale
+from .scale import ImageScale, measure_scale, to_unit_float
 from .threshold import MIN_IMAGE_SIDE, fallback_mask
 
 __all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "check_image", "SOURCES"]
@@ -122,6 +122,24 @@ def check_image(image: np.ndarray, *, where: str = "image") -> np.ndarray:
     return img
 
 
+def _reach_px(config: PipelineConfig, ps: float) -> int:
+    """How far past a mask refinement and edge placement look, px (edge placement's own crop included)."""
+    edge = config.edge
+    reach = nm_to_px(config.refine.closing_nm, ps) + 2
+    if edge.enabled:
+        reach += 2 * nm_to_px(edge.search_nm, ps) + nm_to_px(6.0, ps) + 3 * nm_to_px(edge.denoise_sigma_nm, ps) + 2
+    return int(np.ceil(reach)) + 4
+
+
+def _work_box(mask: np.ndarray, prompt_xy, margin: int) -> tuple[int, int, int, int]:
+    """Rows and columns (r0, r1, c0, c1) around a mask and its prompt, with a margin, clipped to the image."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r, c = int(round(prompt_xy[1])), int(round(prompt_xy[0]))
+    return (max(0, min(rows[0], r) - margin), min(mask.shape[0], max(rows[-1], r) + margin + 1),
+            max(0, min(cols[0], c) - margin), min(mask.shape[1], max(cols[-1], c) + margin + 1))
+
+
 def segment_target(
     image: np.ndarray,
     prompt_xy: tuple[float, float],
@@ -138,6 +156,7 @@ def segment_target(
     tone: str | None = None,
     size_px: float | None = None,
     box_xyxy: tuple | None = None,
+    unit_image: np.ndarray | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -168,6 +187,9 @@ def segment_target(
     size_px, box_xyxy : optional
         Width and box of the feature when discovery saw it (:class:`Target`): the
         fallback's scale and extent, and the model's box prompt when there is no design.
+    unit_image : (M, N) float32 ndarray, optional
+        The image in [0, 1] (:func:`segsem_lite.scale.to_unit_float`), converted once by
+        :func:`segment_image` for all its targets.
 
     Returns
     -------
@@ -214,7 +236,7 @@ def segment_target(
         box = design.bbox_xyxy() if design is not None else None
         if box is not None:
             size_px = min(box[2] - box[0], box[3] - box[1]) + 1
-        mask = fallback_mask(img, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
+        mask = fallback_mask(img if unit_image is None else unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
                              size_px=size_px, tone=tone, extent_xyxy=box_xyxy)
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
@@ -227,22 +249,31 @@ def segment_target(
         if not mask.any():
             raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): no feature found at or near the "
                               f"prompt (no edge above the noise: background, or no contrast)")
+    # refinement, edge placement and contours work on the mask's box, with a margin wider than what they reach
+    r0, r1, c0, c1 = _work_box(mask, prompt_xy, _reach_px(config, ps))
+    local = (prompt_xy[0] - c0, prompt_xy[1] - r0)
+    sub = mask[r0:r1, c0:c1]
     t0 = time.perf_counter()
-    mask = refine_mask(mask, prompt_xy=prompt_xy, config=config.refine, pixel_size_nm=ps)
+    sub = refine_mask(sub, prompt_xy=local, config=config.refine, pixel_size_nm=ps)
     timings["refine"] = (time.perf_counter() - t0) * 1e3
     contours = None
     if config.edge.enabled and (source != "standard" or config.edge.standard):
         t0 = time.perf_counter()
-        placed = place_edges(img, mask, config=config.edge, pixel_size_nm=ps)
-        mask, contours = placed.mask, placed.contours
+        placed = place_edges(img[r0:r1, c0:c1], sub, config=config.edge, pixel_size_nm=ps)
+        sub, contours = placed.mask, placed.contours
         timings["edge"] = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
     if contours is None:
-        contours = extract_contours(mask)
+        contours = extract_contours(sub)
     if not contours:
         raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): the mask found is too small to have "
-                          f"a contour ({int(mask.sum())} px)")
-    edges = sobel_edges(mask)
+                          f"a contour ({int(sub.sum())} px)")
+    offset = np.array([c0, r0], float)
+    contours = [c + offset for c in contours]
+    mask = np.zeros(img.shape, bool)
+    mask[r0:r1, c0:c1] = sub
+    edges = np.zeros(img.shape, bool)
+    edges[r0:r1, c0:c1] = sobel_edges(sub)
     timings["contours"] = (time.perf_counter() - t0) * 1e3
     return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,
                               source=source, decision=decision, candidate_scores=scores, timings_ms=timings,
@@ -315,12 +346,13 @@ def segment_image(
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
     scale = measure_scale(img) if targets else None
+    unit = to_unit_float(img) if targets else None
     for i, t in enumerate(targets):
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                  keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
-                                 box_xyxy=t.box_xyxy)
+                                 box_xyxy=t.box_xyxy, unit_image=unit)
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
             out.append(res if field is None else _to_image(res, field, full))

@@ -52,7 +52,7 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
         return img.astype(np.float32) / float(np.iinfo(img.dtype).max)
     if img.dtype == np.bool_:
         return img.astype(np.float32)
-    return img.astype(np.float32)
+    return img.astype(np.float32, copy=False)
 
 
 def measure_scale(image: np.ndarray, *, min_px: float = 4.0) -> ImageScale:
