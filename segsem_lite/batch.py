@@ -197,10 +197,17 @@ def _write_image_files(out: Path, stem: str, image: np.ndarray, pixel_size_nm: f
     metrics = measure_field(measured, pixel_size_nm=ps, touches_border=touches)
     if metrics.roughness is not None:
         r = metrics.roughness
-        atomic_write(folder / f"{stem}.psd.csv", lambda tmp: np.savetxt(
-            tmp, np.column_stack([r.frequency_per_nm, r.psd_ler, r.psd_lwr]), delimiter=",", fmt="%.6g",
-            header=f"frequency_per_nm,psd_ler_nm3,psd_lwr_nm3  (noise floors: ler {r.floor_ler:.6g}, "
-                   f"lwr {r.floor_lwr:.6g} nm3; {r.n_edges} edges of {r.length} samples)", comments=""))
+
+        def _psd(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["frequency_per_nm", "psd_ler_nm3", "psd_lwr_nm3", "floor_ler_nm3", "floor_lwr_nm3",
+                            "n_edges", "length"])
+                for f, a, b in zip(r.frequency_per_nm, r.psd_ler, r.psd_lwr):
+                    w.writerow([f"{f:.6g}", f"{a:.6g}", f"{b:.6g}", f"{r.floor_ler:.6g}", f"{r.floor_lwr:.6g}",
+                                r.n_edges, r.length])
+
+        atomic_write(folder / f"{stem}.psd.csv", _psd)
     return columns, metrics
 
 

@@ -20,7 +20,14 @@ __all__ = [
     "plot_mask_examples",
     "plot_calibration",
     "plot_edge_placement",
+    "plot_field",
+    "plot_cd_histograms",
+    "plot_roughness_psd",
 ]
+
+#: Colour of a contour by the kind of feature it encloses.
+KIND_COLOURS = {"line": "tab:red", "hole": "tab:orange", "pillar": "tab:cyan", "shape": "tab:purple",
+                "partial": "0.6"}
 
 
 def _figure(nrows: int, ncols: int, size: float = 3.0):
@@ -284,5 +291,102 @@ def plot_edge_placement(image: np.ndarray, before: np.ndarray, after: np.ndarray
     bx.set_ylabel("grey level")
     bx.legend(fontsize=7)
     bx.set_title("profile across the edge", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_field(image: np.ndarray, contours: dict, kinds: dict, *, data_bar_row: int | None = None,
+               title: str = "", zoom: tuple[int, int, int, int] | None = None) -> "matplotlib.figure.Figure":
+    """An SEM image with its extracted contours coloured by kind, the data bar shaded, and a zoom.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    contours : dict of label to list of (K, 2) ndarray
+        Contours (x, y) px per target.
+    kinds : dict of label to str
+        Kind of each target (``line``, ``hole``, ``pillar``, ``shape``, ``partial``).
+    data_bar_row : int, optional
+        First row of the data bar, shaded as left out.
+    title : str
+    zoom : (x0, y0, x1, y1), optional
+        The second panel's window; a quarter of the field's width from its corner when omitted.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    fig, axes = _figure(1, 2, size=4.6)
+    rows, cols = image.shape[:2]
+    if zoom is None:
+        side = max(32, min(cols, data_bar_row or rows) // 4)
+        zoom = (0, 0, side, side)
+    for ax in axes[0]:
+        ax.imshow(image, cmap="gray", interpolation="nearest")
+        for label, cs in contours.items():
+            for c in cs:
+                ax.plot(c[:, 0], c[:, 1], color=KIND_COLOURS.get(kinds.get(label), "tab:red"), lw=0.7)
+        if data_bar_row is not None and data_bar_row < rows:
+            ax.add_patch(Rectangle((-0.5, data_bar_row - 0.5), cols, rows - data_bar_row, color="tab:blue", alpha=0.35))
+        ax.set_axis_off()
+    axes[0][0].add_patch(Rectangle((zoom[0], zoom[1]), zoom[2] - zoom[0], zoom[3] - zoom[1], fill=False,
+                                   color="yellow", lw=1.0))
+    axes[0][0].set_title(title or "whole image", fontsize=9)
+    axes[0][1].set_xlim(zoom[0] - 0.5, zoom[2] - 0.5)
+    axes[0][1].set_ylim(zoom[3] - 0.5, zoom[1] - 0.5)
+    axes[0][1].set_title("zoom (yellow box)", fontsize=9)
+    present = sorted({kinds.get(k) for k in contours} - {None})
+    handles = [Line2D([], [], color=KIND_COLOURS[k], label=k) for k in present if k in KIND_COLOURS]
+    if data_bar_row is not None and data_bar_row < rows:
+        handles.append(Rectangle((0, 0), 1, 1, color="tab:blue", alpha=0.35, label="data bar (left out)"))
+    axes[0][1].legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cd_histograms(records, *, unit: str = "cd_nm") -> "matplotlib.figure.Figure":
+    """Histogram of the CD of the whole (not partial) features, one panel per image.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        ``records.csv`` of an extract run (columns ``stem``, ``kind``, ``status`` and ``unit``).
+    unit : str
+        The column to histogram (``cd_nm`` or ``cd_px``).
+    """
+    ok = records[(records["status"] != "error") & (records["kind"] != "partial")]
+    stems = list(dict.fromkeys(ok["stem"]))
+    fig, axes = _figure(1, max(1, len(stems)), size=2.6)
+    for ax, stem in zip(axes[0], stems):
+        rows = ok[ok["stem"] == stem]
+        kind = rows["kind"].mode().iloc[0]
+        values = rows.loc[rows["kind"] == kind, unit].astype(float)
+        ax.hist(values, bins=min(30, max(5, len(values) // 4)), color=KIND_COLOURS.get(kind, "0.4"))
+        ax.axvline(values.median(), color="k", lw=1.0)
+        ax.set_title(f"{stem}\n{len(values)} {kind}s, median {values.median():.2f}", fontsize=8)
+        ax.set_xlabel(unit.replace("_", " "), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roughness_psd(psd, *, title: str = "") -> "matplotlib.figure.Figure":
+    """The mean PSD of line edges (LER) and widths (LWR), with the white-noise floors read at high frequency.
+
+    Parameters
+    ----------
+    psd : pandas.DataFrame
+        A ``<stem>.psd.csv`` of an extract run.
+    title : str
+    """
+    fig, axes = _figure(1, 1, size=4.2)
+    ax = axes[0][0]
+    f = psd["frequency_per_nm"].to_numpy()[1:]
+    for column, floor, colour, label in (("psd_ler_nm3", "floor_ler_nm3", "tab:red", "LER (edges)"),
+                                         ("psd_lwr_nm3", "floor_lwr_nm3", "tab:blue", "LWR (widths)")):
+        ax.loglog(f, psd[column].to_numpy()[1:], color=colour, lw=1.0, label=label)
+        ax.axhline(float(psd[floor].iloc[0]), color=colour, ls="--", lw=0.8, label=f"{label.split()[0]} noise floor")
+    ax.set_xlabel("spatial frequency (1/nm)")
+    ax.set_ylabel("PSD (nm$^3$)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{int(psd['n_edges'].iloc[0])} edges of {int(psd['length'].iloc[0])} samples", fontsize=9)
     fig.tight_layout()
     return fig

@@ -40,6 +40,8 @@ RUNS = {
     "07_exposure_analysis": [{"model": "traditional", "appearance_per_condition": 1, "appearance_size": 128},
                              {**SCRATCH, "tau_conf": 0.0, "appearance_per_condition": 0}],
     "08_contours_for_opc": [{"stem": "case10_005"}, {**SCRATCH}],
+    "09_your_own_images": [{"model": "traditional"},
+                           {"data_dir": str(ROOT / "data_samples" / "real" / "Test02.tif"), "show": "Test02"}],
     "90_model_card": [{"n_generic": 3, "fresh_per_case": 1}],
 }
 
