@@ -804,8 +804,9 @@ def check_dataset(root: str | Path) -> DatasetReport:
         row = ds.row(stem)
         cases[_fmt_case(row.get("exposure_case")) or "-"] += 1
         splits[row.get("split", "-")] += 1
-        if "pixel_size_nm" in row:
-            pixel_sizes.append(float(row["pixel_size_nm"]))
+        size, _ = ds.pixel_size(stem)
+        if size is not None:
+            pixel_sizes.append(float(size))
         mask = None
         if ds.has_masks:
             if stem not in ds.masks:
@@ -822,12 +823,12 @@ def check_dataset(root: str | Path) -> DatasetReport:
                     f"{image.shape[1]}x{image.shape[0]}")
                 continue
         try:
-            targets = ds.targets(stem, mask=mask, shape=image.shape)
+            targets = ds.targets(stem, mask=mask, shape=image.shape, image=image if mask is None else None)
         except SegSEMError as exc:
             report.problems.append(str(exc))
             continue
         if not targets:
-            report.warnings.append(f"{path}: no targets (no meta prompt, and every feature touches the border)")
+            report.warnings.append(f"{path}: no targets (nothing named and nothing discovered in the field)")
         n_targets += len(targets)
     report.summary = {
         "root": str(ds.root),
