@@ -152,3 +152,44 @@ def test_extract_goes_on_past_a_tiny_image_and_flags_border_targets(tmp_path):
     assert len(done) == 4, "every image after the bad one was processed"
     assert r.returncode == 1 and "aaa_tiny" in r.stderr
     assert {row["touches_border"] for row in rows if row["status"] == "ok"} <= {"0", "1"}
+
+
+def test_extract_a_folder_of_files_with_prompts_pixel_size_crop_and_a_bad_file(tmp_path):
+    import csv
+    import shutil
+
+    from segsem_lite.dataset import real_samples
+    from segsem_lite.discover import discover_features
+    from segsem_lite.instrument import read_sem
+
+    folder = tmp_path / "tool"
+    folder.mkdir()
+    shutil.copy(real_samples() / "Ctest1.tif", folder / "Ctest1.tif")
+    (folder / "broken.tif").write_bytes(b"II*\x00not an image")
+    holes = discover_features(read_sem(folder / "Ctest1.tif").image[:676]).features
+    inner = [f for f in holes if not f.touches_border][:3]
+    (folder / "prompts.csv").write_text("stem,x,y,label\n" + "".join(
+        f"Ctest1,{f.prompt_xy[0]},{f.prompt_xy[1]},h{i}\n" for i, f in enumerate(inner)))
+    out = tmp_path / "out"
+    r = _segsem("extract", folder, "--out", out, "--model", "traditional", "--quiet", "--pixel-size", "2.0")
+    assert r.returncode == 1 and "broken.tif: unreadable image" in r.stderr and "Traceback" not in r.stderr
+    rows = list(csv.DictReader(open(out / "records.csv")))
+    done = [row for row in rows if row["stem"] == "Ctest1"]
+    assert [row["label"] for row in done] == ["h0", "h1", "h2"] and all(row["status"] == "ok" for row in done)
+    assert all(row["kind"] == "hole" and float(row["pixel_size_nm"]) == 2.0 for row in done)
+    images = {row["stem"]: row for row in csv.DictReader(open(out / "images.csv"))}
+    assert images["Ctest1"]["pixel_size_source"] == "--pixel-size" and images["broken"]["status"] == "error"
+    # a crop instead of the data bar, and discovery inside it only
+    out2 = tmp_path / "crop"
+    (folder / "prompts.csv").unlink()
+    (folder / "broken.tif").unlink()
+    r = _segsem("extract", folder / "Ctest1.tif", "--out", out2, "--model", "traditional", "--quiet",
+                "--crop", "100,50,400,300")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out2 / "records.csv")))
+    assert len(rows) > 20
+    assert all(100 <= float(row["prompt_x"]) < 400 and 50 <= float(row["prompt_y"]) < 300 for row in rows)
+    image = next(csv.DictReader(open(out2 / "images.csv")))
+    assert (image["field_x0"], image["field_y1"], image["data_bar_row"]) == ("100", "300", "")
+    assert image["pixel_size_source"].startswith("Zeiss")
+    assert _segsem("extract", folder, "--out", out2, "--crop", "5,5,1").returncode == 2

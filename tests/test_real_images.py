@@ -108,5 +108,9 @@ def test_logic_pair_every_trench_found_and_cds_agree(run):
             trench = trenches == k
             if trench.sum() >= 100:
                 assert (found & trench).sum() >= 0.5 * trench.sum(), (stem, k)
-    a, b = images.loc["logic_case3_reference", "cd_median_nm"], images.loc["logic_case3_inspected", "cd_median_nm"]
-    assert abs(a - b) <= 0.5  # the files give no pixel size: these are px
+    # the fields are shifted, so each shows other features cut by its frame: the trenches whole in both count
+    whole = records[(records.touches_border == 0) & records.stem.str.startswith("logic")]
+    medians = whole.groupby("stem").cd_px.median()
+    counts = whole.groupby("stem").size()
+    assert counts["logic_case3_reference"] == counts["logic_case3_inspected"] >= 3
+    assert abs(medians["logic_case3_reference"] - medians["logic_case3_inspected"]) <= 0.5
