@@ -794,17 +794,18 @@ def check_dataset(root: str | Path) -> DatasetReport:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                image = read_image(path)
+                sem = read_sem(path)
             report.warnings.extend(str(w.message) for w in caught)
         except SegSEMError as exc:
             report.problems.append(str(exc))
             continue
+        image = sem.image
         bit_depths[f"{image.dtype.itemsize * 8}-bit"] += 1
         sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
         row = ds.row(stem)
         cases[_fmt_case(row.get("exposure_case")) or "-"] += 1
         splits[row.get("split", "-")] += 1
-        size, _ = ds.pixel_size(stem)
+        size, _ = ds.pixel_size(stem, sem)
         if size is not None:
             pixel_sizes.append(float(size))
         mask = None
