@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["xy_to_rc", "rc_to_xy", "pixel_of_point", "point_in_image"]
+__all__ = ["xy_to_rc", "rc_to_xy", "pixel_of_point", "point_in_image", "polygon_area"]
 
 
 def xy_to_rc(points_xy: np.ndarray) -> np.ndarray:
@@ -32,3 +32,9 @@ def point_in_image(point_xy: tuple[float, float], shape: tuple[int, ...]) -> boo
     """Whether a point (x, y) falls on a pixel of an image of ``shape`` (rows, cols)."""
     r, c = pixel_of_point(point_xy)
     return 0 <= r < shape[0] and 0 <= c < shape[1]
+
+
+def polygon_area(points_xy: np.ndarray) -> float:
+    """Area enclosed by a closed polygon of (K, 2) points (x, y), by the shoelace formula (unsigned)."""
+    p = np.asarray(points_xy, dtype=float).reshape(-1, 2)
+    return float(0.5 * abs(np.dot(p[:, 0], np.roll(p[:, 1], 1)) - np.dot(p[:, 1], np.roll(p[:, 0], 1))))

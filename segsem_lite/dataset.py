@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
 
-from .coords import pixel_of_point, point_in_image, rc_to_xy
+from .coords import pixel_of_point, point_in_image, polygon_area, rc_to_xy
 from .errors import SegSEMError
 from .instrument import INPUT_SUFFIXES, SEMFile, find_data_bar, read_sem
 
@@ -239,8 +239,7 @@ def design_from_polygons(polygons: list) -> Design:
     polys = tuple(np.asarray(p, dtype=float).reshape(-1, 2) for p in polygons)
     if not polys or any(len(p) < 3 for p in polys):
         raise SegSEMError(f"design polygons {polygons!r:.60}: expected polygons of at least 3 (x, y) points")
-    area = sum(abs(0.5 * np.dot(p[:, 0], np.roll(p[:, 1], 1)) - 0.5 * np.dot(p[:, 1], np.roll(p[:, 0], 1)))
-               for p in polys)
+    area = sum(polygon_area(p) for p in polys)
     pts = np.vstack(polys)
     w, h = np.ptp(pts[:, 0]), np.ptp(pts[:, 1])
     aspect = max(w, h) / min(w, h) if min(w, h) > 0 else None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .coords import polygon_area
 from .errors import SegSEMError
 
 __all__ = ["FeatureMetrics", "FieldMetrics", "Roughness", "measure_feature", "measure_field", "roughness",
@@ -167,10 +168,7 @@ def measure_feature(image: np.ndarray, mask: np.ndarray, contours: list, *, pixe
     cy, cx = rows.mean() + y0, cols.mean() + x0
     outer = np.asarray(contours[0], float) if contours else None
     if outer is not None and len(outer) >= 3:
-        area = 0.5 * abs(np.dot(outer[:, 0], np.roll(outer[:, 1], 1)) - np.dot(outer[:, 1], np.roll(outer[:, 0], 1)))
-        for inner in contours[1:]:  # holes inside the feature
-            inner = np.asarray(inner, float)
-            area -= 0.5 * abs(np.dot(inner[:, 0], np.roll(inner[:, 1], 1)) - np.dot(inner[:, 1], np.roll(inner[:, 0], 1)))
+        area = polygon_area(outer) - sum(polygon_area(inner) for inner in contours[1:])  # minus holes inside it
     else:
         area = float(mask.sum())
     tone = _tone(np.asarray(image, np.float32), mask)
