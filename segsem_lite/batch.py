@@ -28,18 +28,26 @@ from .pipeline import MaskSource, SegmentationResult, check_image, segment_image
 from .registry import TRADITIONAL
 
 __all__ = [
-    "RECORD_FIELDS", "IMAGE_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
+    "RECORD_FIELDS", "IMAGE_FIELDS", "GAUGE_FIELDS", "extract_dataset", "EvaluationReport", "evaluate_dataset", "METRICS", "format_table", "calibration"]
 
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
                  "n_candidates", "kind", "tone", "centroid_x", "centroid_y", "area_nm2", "cd_nm", "cd_px",
-                 "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "ms_encode", "ms_predict", "ms_gate", "ms_fallback",
+                 "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "design_match", "align_dx_nm", "align_dy_nm",
+                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "ms_encode", "ms_predict", "ms_gate", "ms_fallback",
                  "ms_refine", "ms_contours", "ms_total", "status", "message"]
 
 #: Columns of ``images.csv``: one row per image of an ``extract`` run.
 IMAGE_FIELDS = ["stem", "file", "width", "height", "pixel_size_nm", "pixel_size_source", "field_x0", "field_y0",
                 "field_x1", "field_y1", "data_bar_row", "targets", "ok", "flagged", "errors", "kind", "counts",
                 "cd_median_nm", "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm", "lwr_3sigma_nm",
-                "lwr_unbiased_3sigma_nm", "status", "message"]
+                "lwr_unbiased_3sigma_nm", "layout_x_nm", "layout_y_nm", "rotation_deg", "align_dx_nm", "align_dy_nm",
+                "align_score", "align_ambiguity", "align_status", "site_x_nm", "site_y_nm", "design_features",
+                "not_printed", "not_in_design", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm",
+                "ref_dx_px", "ref_dy_px", "ref_dx_nm", "ref_dy_nm", "ref_score", "ref_status", "status", "message"]
+
+#: Columns of ``gauges.csv``: one row per gauge (edge gauges on the design, or cutlines from a gauge file).
+GAUGE_FIELDS = ["stem", "label", "gauge", "type", "x_nm", "y_nm", "nx", "ny", "x2_nm", "y2_nm", "epe_nm", "cd_nm",
+                "cd_design_nm"]
 
 #: Per-target metrics of the evaluation, in Table I's order (EPE mean in px last).
 METRICS = ("iou", "precision", "recall", "f1", "epe_px")
@@ -59,10 +67,27 @@ class _Loaded:
     pixel_size_nm: float | None
     pixel_size_source: str
     field: tuple[int, int, int, int]
+    placement: Any = None
+    reference: Any = None
+
+
+_REFERENCES: dict = {}
+
+
+def _reference_image(path: Path) -> np.ndarray:
+    key = str(Path(path).resolve())
+    if key not in _REFERENCES:
+        from .instrument import read_sem
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _REFERENCES[key] = check_image(read_sem(path).image, where=str(path))
+    return _REFERENCES[key]
 
 
 def _load(ds: Dataset, stem: str) -> _Loaded:
-    """Read one image and its targets (discovered when nothing names them); raises SegSEMError."""
+    """Read one image, place it on its layout when there is one, and its targets (the design's polygons, or
+    discovered when nothing names them); raises SegSEMError."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sem = ds.load_sem(stem)
@@ -73,8 +98,20 @@ def _load(ds: Dataset, stem: str) -> _Loaded:
                           f"image {image.shape[1]}x{image.shape[0]}")
     ps, source = ds.pixel_size(stem, sem)
     field = ds.field(stem, image)
-    targets = ds.targets(stem, mask=mask, shape=image.shape, image=image if mask is None else None, pixel_size_nm=ps)
-    return _Loaded(image, mask, targets, ps, source, field)
+    placement = ds.place(stem, image, ps, field)
+    reference = None
+    if ds.reference is not None:
+        from .layout import register_images
+
+        ref = _reference_image(ds.reference)
+        if ref.shape != image.shape:
+            raise SegSEMError(f"{ds.images[stem]}: {image.shape[1]}x{image.shape[0]} px, the reference "
+                              f"{ds.reference} {ref.shape[1]}x{ref.shape[0]} px; expected the same size")
+        # without a pixel size the search runs in px at the default 1 nm/px (nm columns then read as px)
+        reference = register_images(image, ref, pixel_size_nm=ps or 1.0, search_nm=ds.search_nm)
+    targets = ds.targets(stem, mask=mask, shape=image.shape, image=image if mask is None else None, pixel_size_nm=ps,
+                         placement=placement)
+    return _Loaded(image, mask, targets, ps, source, field, placement, reference)
 
 
 def _iter_images(ds: Dataset, stems: Iterable[str]):
@@ -156,7 +193,7 @@ def _write_image_files(out: Path, stem: str, image: np.ndarray, pixel_size_nm: f
     """Per-image JSON, CSV, GDS and overlay of every finished target of ``stem`` (read back from its files, so a
     resumed run includes the earlier targets), and the metrology of each target and of the field.
 
-    Returns ({label key: record columns of its metrology}, FieldMetrics or None).
+    Returns ({label key: record columns of its metrology}, FieldMetrics or None, {label key: contours px}).
     """
     folder = out / stem
     contours: dict[str, list] = {}
@@ -171,7 +208,7 @@ def _write_image_files(out: Path, stem: str, image: np.ndarray, pixel_size_nm: f
             sources[key] = feat.get("source", "standard")
             border[key] = bool(feat.get("touches_border", False))
     if not contours:
-        return {}, None
+        return {}, None, {}
     ps = float(pixel_size_nm)
     write_contours_json(folder / f"{stem}.contours.json", contours, stem=stem, pixel_size_nm=ps)
     write_contours_csv(folder / f"{stem}.contours.csv", contours, stem=stem, pixel_size_nm=ps)
@@ -208,7 +245,106 @@ def _write_image_files(out: Path, stem: str, image: np.ndarray, pixel_size_nm: f
                                 r.n_edges, r.length])
 
         atomic_write(folder / f"{stem}.psd.csv", _psd)
-    return columns, metrics
+    return columns, metrics, contours
+
+
+def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_step_nm: float,
+                    cutlines: np.ndarray | None) -> tuple[dict, dict]:
+    """Gauges, EPE and design match of one placed image; writes ``<stem>.gauges.csv`` and ``<stem>.unmatched.csv``.
+
+    Returns ({label key: record columns}, images.csv columns).
+    """
+    from scipy import ndimage as ndi
+
+    from .discover import discover_features
+    from .layout import cutline_cd, edge_gauges, epe_summary, gauge_epe, rasterize_polygons
+
+    pl = got.placement
+    site, ps = pl.site, pl.site.pixel_size_nm
+    rows_px, cols_px = got.image.shape
+    fx0, fy0, fx1, fy1 = got.field
+    a = pl.alignment
+    align_cols = {"align_dx_nm": _fmt(a.dx_nm), "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score)}
+
+    def in_field(xy_px: np.ndarray) -> np.ndarray:
+        return (xy_px[:, 0] >= fx0) & (xy_px[:, 0] <= fx1 - 1) & (xy_px[:, 1] >= fy0) & (xy_px[:, 1] <= fy1 - 1)
+
+    gauge_rows, all_epe, columns, unmatched = [], [], {}, []
+    target_keys = {_label_key(t.label) for t in got.targets}
+    grow = max(2.0, 10.0 / ps)
+    for t in got.targets:
+        key = _label_key(t.label)
+        poly = pl.polygons.get(t.label)
+        cs = contours.get(key)
+        col = dict(align_cols)
+        region = rasterize_polygons(list(t.design.polygons), got.image.shape) >= 0.5
+        if cs:
+            mask = _rasterise(cs, got.image.shape)
+            near = ndi.binary_dilation(region, iterations=int(np.ceil(grow)))
+            printed = mask.any() and (mask & near).sum() >= 0.5 * mask.sum() and (mask & region).sum() >= 0.1 * region.sum()
+        else:
+            printed = False
+        col["design_match"] = "printed" if printed else "not printed"
+        if not printed:
+            x, y = t.prompt_xy
+            (lx, ly), = site.to_layout([[x, y]])
+            unmatched.append({"stem": stem, "kind": "not printed", "label": key, "x_px": f"{x:.2f}", "y_px": f"{y:.2f}",
+                              "x_nm": f"{lx:.2f}", "y_nm": f"{ly:.2f}"})
+        if poly is not None and cs:
+            pts, nrm = edge_gauges(poly, gauge_step_nm)
+            keep = in_field(site.to_pixels(pts)) if len(pts) else np.zeros(0, bool)
+            pts, nrm = pts[keep], nrm[keep]
+            short = float(min(np.ptp(poly[:, 0]), np.ptp(poly[:, 1])))
+            epe = gauge_epe(pts, nrm, [site.to_layout(c) for c in cs], search_nm=float(np.clip(0.5 * short, 20, 100)))
+            for g, ((x, y), (nx, ny), e) in enumerate(zip(pts, nrm, epe)):
+                gauge_rows.append({"stem": stem, "label": key, "gauge": f"{key}.{g}", "type": "edge", "x_nm": f"{x:.3f}",
+                                   "y_nm": f"{y:.3f}", "nx": f"{nx:.4f}", "ny": f"{ny:.4f}", "epe_nm": _fmt(e)})
+            summary = epe_summary(epe)
+            all_epe.append(epe)
+            col.update(gauges=summary["gauges"], **{k: _fmt(summary[k]) for k in
+                                                    ("epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm")})
+        columns[key] = col
+    if cutlines is not None and len(cutlines):
+        ends = np.vstack([site.to_pixels(cutlines[:, :2]), site.to_pixels(cutlines[:, 2:])])
+        n = len(cutlines)
+        inside = in_field(ends[:n]) & in_field(ends[n:])
+        chosen = cutlines[inside]
+        if len(chosen):
+            all_nm = [site.to_layout(c) for key, cs in contours.items() if key in target_keys for c in cs]
+            cd = cutline_cd(chosen, all_nm)
+            cd_design = cutline_cd(chosen, list(pl.polygons.values()))
+            for c, (x1, y1, x2, y2), d, d0 in zip(np.nonzero(inside)[0], chosen, cd, cd_design):
+                gauge_rows.append({"stem": stem, "label": "", "gauge": f"cut{c + 1}", "type": "cutline",
+                                   "x_nm": f"{x1:.3f}", "y_nm": f"{y1:.3f}", "x2_nm": f"{x2:.3f}", "y2_nm": f"{y2:.3f}",
+                                   "cd_nm": _fmt(d), "cd_design_nm": _fmt(d0)})
+    # features the image shows that the design does not have
+    designed = rasterize_polygons(list(pl.polygons_px().values()), got.image.shape) >= 0.5
+    designed = ndi.binary_dilation(designed, iterations=int(np.ceil(grow)))
+    found = discover_features(got.image[fy0:fy1, fx0:fx1]).features
+    extra = 0
+    for f in found:
+        x, y = f.prompt_xy[0] + fx0, f.prompt_xy[1] + fy0
+        if not designed[int(round(y)), int(round(x))]:
+            extra += 1
+            (lx, ly), = site.to_layout([[x, y]])
+            unmatched.append({"stem": stem, "kind": "not in design", "label": "", "x_px": f"{x:.2f}", "y_px": f"{y:.2f}",
+                              "x_nm": f"{lx:.2f}", "y_nm": f"{ly:.2f}"})
+    folder = out / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / f"{stem}.gauges.csv", lambda tmp: _write_rows(tmp, gauge_rows, GAUGE_FIELDS))
+    atomic_write(folder / f"{stem}.unmatched.csv",
+                 lambda tmp: _write_rows(tmp, unmatched, ["stem", "kind", "label", "x_px", "y_px", "x_nm", "y_nm"]))
+    summary = epe_summary(np.concatenate(all_epe) if all_epe else np.zeros(0))
+    image_cols = {"layout_x_nm": _fmt(pl.nominal.center_nm[0]), "layout_y_nm": _fmt(pl.nominal.center_nm[1]),
+                  "rotation_deg": _fmt(pl.nominal.rotation_deg), "align_dx_nm": _fmt(a.dx_nm),
+                  "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score), "align_ambiguity": _fmt(a.ambiguity),
+                  "align_status": "ok" if a.ok else f"flagged: {a.message} (nominal site kept)",
+                  "site_x_nm": _fmt(site.center_nm[0]), "site_y_nm": _fmt(site.center_nm[1]),
+                  "design_features": len(got.targets),
+                  "not_printed": sum(u["kind"] == "not printed" for u in unmatched), "not_in_design": extra,
+                  "gauges": summary["gauges"],
+                  **{k: _fmt(summary[k]) for k in ("epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm")}}
+    return columns, image_cols
 
 
 def _image_row(ds: Dataset, stem: str, got: _Loaded | None, records: list[dict], metrics: Any,
@@ -240,8 +376,8 @@ def _image_row(ds: Dataset, stem: str, got: _Loaded | None, records: list[dict],
     return row
 
 
-def _extract_image(ds: Dataset, model: Any, config: PipelineConfig, out: Path, index: int, stem: str,
-                   done: frozenset) -> tuple[int, list[dict], dict | None]:
+def _extract_image(ds: Dataset, model: Any, config: PipelineConfig, out: Path, layout_options: dict, index: int,
+                   stem: str, done: frozenset) -> tuple[int, list[dict], dict | None]:
     """One image of ``extract``: segment its unfinished targets, write their files and the image's, measure;
     return its new records and its images.csv row (None when every target was already done)."""
     ds, model = open_dataset(ds), resolve_model(model)
@@ -260,10 +396,22 @@ def _extract_image(ds: Dataset, model: Any, config: PipelineConfig, out: Path, i
             except OSError as exc:
                 res = SegSEMError(f"{out / stem}: could not write results ({exc})")
         new.append(_record(stem, t, res))
-    columns, metrics = _write_image_files(out, stem, got.image, got.pixel_size_nm or config.pixel_size_nm)
+    columns, metrics, contours = _write_image_files(out, stem, got.image, got.pixel_size_nm or config.pixel_size_nm)
     for r in new:
         r.update(columns.get(r["label"], {}))
-    return index, new, _image_row(ds, stem, got, new, metrics, None, config.pixel_size_nm)
+    image_row = _image_row(ds, stem, got, new, metrics, None, config.pixel_size_nm)
+    if got.placement is not None:
+        by_target, image_cols = _layout_measure(out, stem, got, contours, layout_options.get("gauge_step_nm", 10.0),
+                                                layout_options.get("cutlines"))
+        for r in new:
+            r.update(by_target.get(r["label"], {}))
+        image_row.update(image_cols)
+    if got.reference is not None:
+        a = got.reference
+        image_row.update(ref_dx_px=_fmt(a.dx_px), ref_dy_px=_fmt(a.dy_px), ref_dx_nm=_fmt(a.dx_nm),
+                         ref_dy_nm=_fmt(a.dy_nm), ref_score=_fmt(a.score),
+                         ref_status="ok" if a.ok else f"flagged: {a.message}")
+    return index, new, image_row
 
 
 def extract_dataset(
@@ -276,6 +424,9 @@ def extract_dataset(
     stems: list[str] | None = None,
     progress: bool = True,
     engine: Engine = Engine(),
+    gauge_step_nm: float = 10.0,
+    gauges: str | Path | None = None,
+    export_layer: tuple[int, int] = (100, 0),
 ) -> list[dict]:
     """Extract contours for every target of a dataset.
 
@@ -289,6 +440,16 @@ def extract_dataset(
 
     Where nothing names the targets (no masks, prompts.csv, meta prompt or layout),
     every feature of the field is discovered. The data bar is left out of everything.
+
+    With a layout (the dataset's ``layout=``, or per-image ``layout/<stem>.gds|.oas``
+    clips) each image is aligned to its design (``align_*`` columns; a flagged alignment
+    keeps the nominal site), every design polygon in the field is a target, gauges on
+    the design edges every ``gauge_step_nm`` (and the cutlines of ``gauges``) give EPE
+    and CD (``<stem>.gauges.csv``, all together in ``OUT/gauges.csv``; ``epe_*``
+    columns), designed features that did not print and printed ones the design lacks go
+    to ``<stem>.unmatched.csv``, and the contours in layout coordinates go to
+    ``OUT/contours_layout.gds`` and ``.oas`` (one cell per image at its aligned site,
+    contours on ``export_layer``, gauges on the layer after it).
 
     Parameters
     ----------
@@ -307,6 +468,12 @@ def extract_dataset(
         Show a progress bar (and the Dask dashboard's address).
     engine : Engine
         In-process (the default), a local Dask cluster or an existing one.
+    gauge_step_nm : float
+        Spacing of the edge gauges along the design's edges (layout runs only).
+    gauges : path, optional
+        Cutline gauges, CSV ``x1,y1,x2,y2`` in layout nm.
+    export_layer : (int, int)
+        Layer and datatype of the exported contours.
 
     Returns
     -------
@@ -319,7 +486,12 @@ def extract_dataset(
     Records stream into ``records.csv`` as images finish (an interrupted run keeps them);
     at the end the file is rewritten in the stable order.
     """
+    from .layout import read_cutlines
+
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    if not gauge_step_nm > 0:
+        raise SegSEMError(f"gauge step {gauge_step_nm!r}: expected a positive number of nm")
+    layout_options = {"gauge_step_nm": float(gauge_step_nm), "cutlines": read_cutlines(gauges) if gauges else None}
     shared_ds, shared_model = _portable(ds, model, engine)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -346,7 +518,8 @@ def extract_dataset(
     jobs = [(i, stem, frozenset(done_by_stem.get(stem, ()))) for i, stem in enumerate(stems)]
     with open(records_path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS)
-        for index, new, image_row in engine.map(_extract_image, jobs, shared=(shared_ds, shared_model, config, out),
+        for index, new, image_row in engine.map(_extract_image, jobs, shared=(shared_ds, shared_model, config, out,
+                                                        layout_options),
                                                 progress=progress, desc="extract"):
             writer.writerows(new)
             fh.flush()
@@ -357,7 +530,39 @@ def extract_dataset(
     atomic_write(records_path, lambda tmp: _write_rows(tmp, rows))
     atomic_write(images_path, lambda tmp: _write_rows(tmp, [image_rows[s] for s in stems if s in image_rows],
                                                       IMAGE_FIELDS))
+    placed = [image_rows[s] for s in stems if s in image_rows and image_rows[s].get("site_x_nm")]
+    if placed:
+        _write_layout_outputs(out, placed, export_layer)
     return rows
+
+
+def _write_layout_outputs(out: Path, placed: list[dict], layer: tuple[int, int]) -> None:
+    """``gauges.csv`` from the images' gauge files and the contours in layout coordinates (GDS and OASIS)."""
+    from .layout import Site, write_layout_contours
+
+    gauge_rows, sites, contours_nm, gauge_marks = [], {}, {}, {}
+    for row in placed:
+        stem = row["stem"]
+        site = Site((float(row["site_x_nm"]), float(row["site_y_nm"])), float(row["pixel_size_nm"]),
+                    (int(row["height"]), int(row["width"])), float(row["rotation_deg"] or 0.0))
+        sites[stem] = site
+        path = out / stem / f"{stem}.contours.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            contours_nm[stem] = {k: [site.to_layout(np.asarray(c)) for c in f["contours_px"]]
+                                 for k, f in doc["features"].items()}
+        gpath = out / stem / f"{stem}.gauges.csv"
+        if gpath.exists():
+            with open(gpath, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            gauge_rows.extend(rows)
+            gauge_marks[stem] = [(float(g["x_nm"]), float(g["y_nm"]), float(g["nx"]), float(g["ny"]),
+                                  float(g["epe_nm"]) if g["epe_nm"] else float("nan"), g["gauge"])
+                                 for g in rows if g["type"] == "edge"]
+    atomic_write(out / "gauges.csv", lambda tmp: _write_rows(tmp, gauge_rows, GAUGE_FIELDS))
+    for suffix in (".gds", ".oas"):
+        write_layout_contours(out / f"contours_layout{suffix}", sites, contours_nm, layer=layer, gauges=gauge_marks,
+                              gauge_layer=(layer[0] + 1, layer[1]))
 
 
 def _write_rows(path: Path, rows: list[dict], fields: list[str] = RECORD_FIELDS) -> None:

@@ -49,6 +49,15 @@ def _model(args, engine=None):
 
 
 def _cmd_synth(args) -> int:
+    if args.chip_sites:
+        from .synth.chip import write_chip_dataset
+
+        out = write_chip_dataset(args.out, n_sites=args.chip_sites, seed=args.seed, size=args.size,
+                                 max_offset_nm=args.max_offset, renderer=args.renderer)
+        print(f"wrote {out} (chip.gds on layer 1/0; meta.csv holds each image's nominal and true site)")
+        return 0
+    if args.n_per_case is None:
+        raise SegSEMError("--n-per-case is required (or --chip-sites for a chip layout with images of its sites)")
     if args.renderer == "independent":
         from .synth.independent import write_independent_dataset
 
@@ -103,9 +112,13 @@ def _cmd_extract(args) -> int:
     config = _config(args)
     engine = _engine(args)
     model = _model(args, engine)
-    ds = Dataset(args.dataset, pixel_size_nm=args.pixel_size, crop=_crop(args.crop))
+    from .layout import parse_layer
+
+    ds = Dataset(args.dataset, pixel_size_nm=args.pixel_size, crop=_crop(args.crop), layout=args.layout,
+                 layer=args.layer, search_nm=args.align_search, reference=args.reference)
     rows = extract_dataset(ds, args.out, model=model, config=config, resume=args.resume,
-                           progress=not args.quiet, engine=engine)
+                           progress=not args.quiet, engine=engine, gauge_step_nm=args.gauge_step,
+                           gauges=args.gauges, export_layer=parse_layer(args.export_layer))
     with open(Path(args.out) / "images.csv", newline="") as fh:
         images = list(csv.DictReader(fh))
     unknown = [r["stem"] for r in images if r["pixel_size_source"].startswith("default")]
@@ -114,6 +127,8 @@ def _cmd_extract(args) -> int:
               f"{', ...' if len(unknown) > 3 else ''}): nm figures assume {config.pixel_size_nm:g} nm/px; "
               f"give --pixel-size or a pixel_size_nm column in meta.csv", file=sys.stderr)
     for r in images:
+        if r.get("align_status", "").startswith("flagged"):
+            print(f"warning: {r['stem']}: alignment {r['align_status']}", file=sys.stderr)
         if r["status"] == "error" and r["message"].startswith("no targets"):
             print(f"warning: {r['stem']}: {r['message']}", file=sys.stderr)
     n_err = sum(r["status"] == "error" for r in rows)
@@ -173,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic CD-SEM dataset")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--n-per-case", type=int, required=True, help="images per exposure case")
+    p.add_argument("--n-per-case", type=int, help="images per exposure case")
+    p.add_argument("--chip-sites", type=int, metavar="N",
+                   help="instead: a chip layout (chip.gds) with N sites, an image of each and nominal sites in "
+                        "meta.csv off by up to --max-offset nm, as a stage places them")
+    p.add_argument("--max-offset", type=float, default=100.0, metavar="NM",
+                   help="largest stage error of --chip-sites, each axis (default: %(default)s)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--size", type=int, default=512, help="image side in px (default: %(default)s)")
     p.add_argument("--test-per-case", type=int, default=1, help="images per case in the test split")
@@ -202,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", metavar="X0,Y0,X1,Y1",
                    help="the field in px, instead of the image without its detected data bar")
     p.add_argument("--resume", action="store_true", help="skip targets finished by an earlier run (any engine)")
+    g = p.add_argument_group("design layout (contours, gauges and EPE in layout coordinates)")
+    g.add_argument("--layout", type=Path, metavar="CHIP.gds|.oas",
+                   help="the chip's layout; meta.csv gives each image's site (layout_x_nm, layout_y_nm, "
+                        "optional rotation_deg) at its centre pixel ((W-1)/2, (H-1)/2)")
+    g.add_argument("--layer", metavar="L/D", help="the layout layer to read (needed when the file has several)")
+    g.add_argument("--align-search", type=float, default=150.0, metavar="NM",
+                   help="largest stage error searched when aligning to the design or to --reference "
+                        "(default: %(default)s)")
+    g.add_argument("--gauge-step", type=float, default=10.0, metavar="NM",
+                   help="spacing of the gauges along design edges (default: %(default)s)")
+    g.add_argument("--gauges", type=Path, metavar="CSV", help="cutline gauges x1,y1,x2,y2 in layout nm (CD per cutline)")
+    g.add_argument("--export-layer", default="100/0", metavar="L/D",
+                   help="layer of the contours in contours_layout.gds/.oas (default: %(default)s)")
+    g.add_argument("--reference", type=Path, metavar="IMAGE",
+                   help="register every image to this image of the same site (ref_* columns of images.csv)")
     _add_model_flags(p, DEFAULT_MODEL)
     _add_engine_flags(p)
     p.set_defaults(func=_cmd_extract)

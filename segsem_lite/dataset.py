@@ -8,6 +8,8 @@
       meta.csv          (optional)       stem, exposure_case, pixel_size_nm, split, target_label,
                                          prompt_x, prompt_y, design_area_px, design_aspect, ...
       layout/<stem>.json (optional)      {"features": {"<label>": [[[x, y], ...], ...]}} in pixels
+      layout/<stem>.gds | .oas (optional) the design clip in nm, centred on the image (or meta.csv's
+                                         layout_x_nm, layout_y_nm); a whole chip via ``layout=``
 
 Points are (x = column, y = row) with pixel centres at integers.
 """
@@ -52,7 +54,8 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
-_NUMERIC = ("exposure_case", "pixel_size_nm", "target_label", "prompt_x", "prompt_y", "design_area_px", "design_aspect")
+_NUMERIC = ("exposure_case", "pixel_size_nm", "target_label", "prompt_x", "prompt_y", "design_area_px", "design_aspect",
+            "layout_x_nm", "layout_y_nm", "rotation_deg")
 
 
 # ----------------------------------------------------------------------------- files
@@ -323,9 +326,25 @@ class Dataset:
     """
 
     def __init__(self, root: str | Path, *, pixel_size_nm: float | None = None,
-                 crop: tuple[int, int, int, int] | None = None):
+                 crop: tuple[int, int, int, int] | None = None, layout: str | Path | None = None,
+                 layer: str | None = None, search_nm: float = 150.0, reference: str | Path | None = None):
         root = Path(root)
         self.source = root
+        self._options = dict(layout=str(layout) if layout else None, layer=layer, search_nm=float(search_nm),
+                             reference=str(reference) if reference else None)
+        if not search_nm > 0:
+            raise SegSEMError(f"alignment search {search_nm!r}: expected a positive number of nm")
+        self.layer = layer
+        self.search_nm = float(search_nm)
+        # the chip's layout (--layout): one layer of a GDS/OASIS file; read now, so a bad file stops at once
+        self.layout = None
+        if layout:
+            from .layout import read_layout
+
+            self.layout = read_layout(layout, layer)
+        self.reference = Path(reference) if reference else None
+        if self.reference is not None and not self.reference.is_file():
+            raise SegSEMError(f"{self.reference}: no such reference image")
         if pixel_size_nm is not None and not pixel_size_nm > 0:
             raise SegSEMError(f"pixel size {pixel_size_nm!r}: expected a positive number of nm per pixel")
         if crop is not None and (len(crop) != 4 or not (crop[0] < crop[2] and crop[1] < crop[3])):
@@ -362,8 +381,9 @@ class Dataset:
         self.prompts = self._read_prompts()
 
     def spec(self) -> tuple:
-        """What opens this dataset again in another process: (path, pixel_size_nm, crop)."""
-        return str(self.source.resolve()), self.pixel_size_override, self.crop
+        """What opens this dataset again in another process: (path, options as sorted (name, value) pairs)."""
+        options = dict(self._options, pixel_size_nm=self.pixel_size_override, crop=self.crop)
+        return str(self.source.resolve()), tuple(sorted(options.items()))
 
     # -- metadata
     def _read_meta(self):
@@ -510,10 +530,103 @@ class Dataset:
             raise SegSEMError(f"{path}: expected {{\"features\": {{\"<label>\": [[[x, y], ...], ...]}}}} ({exc})") from None
         return {str(k): v for k, v in features.items()}
 
+    # -- layout
+    def clip_file(self, stem: str) -> Path | None:
+        """The per-image layout clip ``layout/<stem>.gds`` (or ``.oas``), centred on the image, if any."""
+        from .layout import LAYOUT_SUFFIXES
+
+        for suffix in LAYOUT_SUFFIXES:
+            path = self.root / "layout" / f"{stem}{suffix}"
+            if path.is_file():
+                return path
+        return None
+
+    def place(self, stem: str, image: np.ndarray, pixel_size_nm: float | None,
+              field: tuple[int, int, int, int] | None = None):
+        """Place an image on its design and align it (None when no layout file covers it).
+
+        The chip layout (``layout=``) needs the image's site in meta.csv (``layout_x_nm``,
+        ``layout_y_nm``, optional ``rotation_deg``); a per-image clip file is centred on
+        the image unless meta.csv says otherwise. See :mod:`segsem_lite.layout` for the
+        conventions.
+
+        Returns
+        -------
+        segsem_lite.layout.Placement or None
+
+        Raises
+        ------
+        SegSEMError
+            For an unreadable clip file, a missing site or pixel size, or a site outside
+            the layout.
+        """
+        from .layout import Placement, Site, align_to_design, read_layout
+
+        row = self.row(stem)
+        where = f"{self.root / 'meta.csv'}: stem {stem}"
+        if self.layout is not None:
+            layout = self.layout
+            if "layout_x_nm" not in row or "layout_y_nm" not in row:
+                raise SegSEMError(f"{where}: no layout_x_nm, layout_y_nm (the image's site on {layout.path.name})")
+        else:
+            clip = self.clip_file(stem)
+            if clip is None:
+                return None
+            layout = read_layout(clip, self.layer)
+        if not pixel_size_nm:
+            raise SegSEMError(f"{self.images.get(stem, stem)}: pixel size unknown; placing it on {layout.path.name} "
+                              f"needs one (meta.csv pixel_size_nm, --pixel-size or the file's metadata)")
+        try:
+            center = (float(row.get("layout_x_nm", 0.0)), float(row.get("layout_y_nm", 0.0)))
+            rotation = float(row.get("rotation_deg", 0.0))
+        except (TypeError, ValueError):
+            raise SegSEMError(f"{where}: layout_x_nm, layout_y_nm, rotation_deg must be numbers") from None
+        nominal = Site(center, float(pixel_size_nm), tuple(image.shape[:2]), rotation)
+        layout.check_site(nominal, where)
+        ids = layout.in_window(nominal.window_nm(self.search_nm + 2 * pixel_size_nm))
+        name = f"{layout.path.name} layer {layout.layer[0]}/{layout.layer[1]}"
+        if not ids:
+            raise SegSEMError(f"{where}: no polygon of {name} within {self.search_nm:g} nm of the field at site "
+                              f"({center[0]:g}, {center[1]:g}) nm")
+        polygons = {i + 1: layout.polygons[i] for i in ids}
+        alignment = align_to_design(image, list(polygons.values()), nominal, search_nm=self.search_nm, field=field)
+        site = nominal.shifted(alignment.dx_nm, alignment.dy_nm) if alignment.ok else nominal
+        return Placement(nominal=nominal, site=site, alignment=alignment, polygons=polygons, source=name)
+
+    def _design_targets(self, placement, shape: tuple[int, int], common: dict, border: bool) -> list:
+        """One target per design polygon that shows in the image, prompted inside the aligned polygon."""
+        import gdstk
+
+        rows, cols = shape
+        frame = gdstk.rectangle((-0.5, -0.5), (cols - 0.5, rows - 0.5))
+        out = []
+        for pid, poly in placement.polygons_px().items():
+            inside = [np.asarray(p.points) for p in gdstk.boolean(gdstk.Polygon(poly), frame, "and")]
+            if not inside:
+                continue
+            whole = abs(polygon_area(poly))
+            touches = sum(abs(polygon_area(p)) for p in inside) < whole - 1e-6
+            x0, y0 = np.floor(np.vstack(inside).min(axis=0)).astype(int)
+            x1, y1 = np.ceil(np.vstack(inside).max(axis=0)).astype(int)
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(cols - 1, x1), min(rows - 1, y1)
+            region = np.zeros((y1 - y0 + 1, x1 - x0 + 1), bool)
+            for p in inside:
+                rr, cc = draw_polygon(p[:, 1] - y0, p[:, 0] - x0, region.shape)
+                region[rr, cc] = True
+            if not region.any():
+                continue
+            x, y, depth = _deepest(region)
+            if touches and (not border or not _visible_enough(region, depth)):
+                continue
+            design = design_from_polygons(inside)
+            out.append(Target(label=pid, prompt_xy=(x + x0, y + y0), design=design, touches_border=touches,
+                              box_xyxy=(x0, y0, x1, y1), **common))
+        return out
+
     # -- targets
     def targets(self, stem: str, *, mask: np.ndarray | None = None, shape: tuple[int, int] | None = None,
                 border: bool = True, image: np.ndarray | None = None,
-                pixel_size_nm: float | None = None) -> list[Target]:
+                pixel_size_nm: float | None = None, placement: Any = None) -> list[Target]:
         """The targets of one image.
 
         Where meta.csv names ``target_label`` (and ``prompt_x``, ``prompt_y``), that feature
@@ -541,6 +654,10 @@ class Dataset:
         pixel_size_nm : float, optional
             The file's own pixel size, used when neither meta.csv nor the dataset's
             ``pixel_size_nm`` gives one.
+        placement : segsem_lite.layout.Placement, optional
+            The image placed on its layout (:meth:`place`): then every design polygon that
+            shows in the image is a target, labelled by its polygon id, prompted inside
+            the aligned polygon, with the polygon's area and aspect for the gate.
 
         Raises
         ------
@@ -582,6 +699,10 @@ class Dataset:
                     raise SegSEMError(f"{self.root / 'layout' / (stem + '.json')}: feature {label}: {exc}") from None
             return Design()
 
+        if placement is not None:
+            if shape is None:
+                raise SegSEMError(f"{self.images.get(stem, stem)}: image shape needed to place design targets")
+            return self._design_targets(placement, shape, common, border)
         where = f"{self.root / 'meta.csv'}: stem {stem}"
         prompt = None
         if "prompt_x" in row or "prompt_y" in row:

@@ -71,19 +71,19 @@ _DATASETS: dict[tuple, Any] = {}
 
 def open_dataset(dataset: Any) -> Any:
     """A :class:`~segsem_lite.dataset.Dataset`, opened once per process when given as a path or as
-    :meth:`~segsem_lite.dataset.Dataset.spec` (path, pixel size, crop)."""
+    :meth:`~segsem_lite.dataset.Dataset.spec` (path and options)."""
     from pathlib import Path
 
     from .dataset import Dataset
 
     if isinstance(dataset, Dataset):
         return dataset
-    path, pixel_size, crop = dataset if isinstance(dataset, tuple) else (dataset, None, None)
+    path, options = dataset if isinstance(dataset, tuple) else (dataset, ())
     root = Path(path)
     meta = (root if root.is_dir() else root.parent) / "meta.csv"
-    key = (str(root.resolve()), pixel_size, crop, meta.stat().st_mtime if meta.exists() else 0.0)
+    key = (str(root.resolve()), options, meta.stat().st_mtime if meta.exists() else 0.0)
     if key not in _DATASETS:
-        _DATASETS[key] = Dataset(root, pixel_size_nm=pixel_size, crop=crop)
+        _DATASETS[key] = Dataset(root, **dict(options))
     return _DATASETS[key]
 
 

@@ -257,6 +257,8 @@ def render_independent(
     pattern: str | None = None,
     tone: str | None = None,
     feature_px: float | None = None,
+    outlines: list | None = None,
+    pixel_size_nm: float | None = None,
 ) -> IndependentSample:
     """Render one SEM image with the second appearance model.
 
@@ -273,6 +275,12 @@ def render_independent(
     feature_px : float, optional
         Feature size (CD) in px; drawn log-uniformly from 8 px to a fraction of the
         image when omitted.
+    outlines : list of (K, 2) ndarray, optional
+        Draw these outlines (x, y in px, pixel c spanning [c, c+1]) instead of a pattern:
+        a given design rendered with this appearance model. Feature k is ``outlines[k - 1]``
+        in the instances, whether or not it is visible.
+    pixel_size_nm : float, optional
+        Drawn from the appearance's range when omitted.
 
     Returns
     -------
@@ -283,10 +291,13 @@ def render_independent(
     tone = tone or ("line", "hole")[int(rng.integers(2))]
     lo, hi = np.log(appearance.pixel_nm[0]), np.log(appearance.pixel_nm[1])
     ps = float(np.exp(rng.uniform(lo, hi)))
+    if pixel_size_nm:
+        ps = float(pixel_size_nm)
     max_cd = {"grating": 0.2, "contacts": 0.22, "line_ends": 0.15, "iso_lines": 0.3,
               "lt_shapes": 0.12, "random_polygons": 0.45}[pattern] * size
     cd = float(feature_px) if feature_px else float(np.exp(rng.uniform(np.log(8.0), np.log(max(9.0, max_cd)))))
-    outlines = _pattern(pattern, size, cd, rng)
+    given = outlines is not None
+    outlines = [np.asarray(o, float) for o in outlines] if given else _pattern(pattern, size, cd, rng)
     ler_px = min(rng.uniform(0.3, 1.5) / ps + 0.15, 0.05 * cd)
     outlines = [_rough(o, ler_px, corr=max(1.0, 8.0 / ps), rng=rng) for o in outlines]
     big = _draw(outlines, size)
@@ -300,7 +311,7 @@ def render_independent(
     present = np.unique(instances)
     present = present[present > 0]
     relabel = np.zeros(len(outlines) + 1, np.int32)
-    relabel[present] = np.arange(1, len(present) + 1)
+    relabel[present] = present if given else np.arange(1, len(present) + 1)
     instances = relabel[instances]
 
     substrate = rng.uniform(0.3, 0.42)

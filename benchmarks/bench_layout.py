@@ -1,0 +1,116 @@
+"""SEM-to-design alignment and EPE at gauges on synthetic chips with known truth.
+
+For each renderer (the physics generator and the second appearance model) a chip
+layout is written with one image per site and nominal sites off by up to +-100 nm
+(``segsem synth --chip-sites``). Each image is placed and aligned as ``segsem extract
+--layout`` does, and compared with the truth:
+
+- offset error: recovered site against the true site, px;
+- against the truth masks' own optimum: the same alignment run on the truth masks
+  (what the printed pattern allows at best; printing moves features off the design by
+  LER and dose, which no alignment can tell from a stage error);
+- EPE on the truth masks: gauges every 10 nm on the design edges, EPE of the truth
+  masks' contours measured at the recovered site against at the true site, px.
+
+Usage: python benchmarks/bench_layout.py [--sites 60] [--size 512] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from segsem_lite.contours import extract_contours
+from segsem_lite.dataset import Dataset, read_mask
+from segsem_lite.layout import Site, align_to_design, edge_gauges, gauge_epe
+from segsem_lite.synth.chip import write_chip_dataset
+
+
+def _epe_on_truth(mask: np.ndarray, polygons: dict, site: Site) -> np.ndarray:
+    out = []
+    for pid, poly in polygons.items():
+        m = mask == pid
+        if not m.any():
+            continue
+        cs = [site.to_layout(c) for c in extract_contours(m)]
+        pts, nrm = edge_gauges(poly, 10.0)
+        keep = site.to_pixels(pts)
+        inside = (keep[:, 0] > 1) & (keep[:, 1] > 1) & (keep[:, 0] < mask.shape[1] - 2) & (keep[:, 1] < mask.shape[0] - 2)
+        out.append(gauge_epe(pts[inside], nrm[inside], cs, search_nm=40.0))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def run(root: Path) -> pd.DataFrame:
+    ds = Dataset(root, layout=root / "chip.gds", layer="1/0")
+    rows = []
+    for stem in ds.stems:
+        r = ds.row(stem)
+        sem = ds.load_sem(stem)
+        ps = float(r["pixel_size_nm"])
+        t0 = time.perf_counter()
+        pl = ds.place(stem, sem.image, ps, ds.field(stem, sem.image))
+        ms = (time.perf_counter() - t0) * 1e3
+        mask = read_mask(root / "masks" / f"{stem}.png")
+        truth_img = (mask > 0) * 200.0 + 20.0
+        g = align_to_design(truth_img, list(pl.polygons.values()), pl.nominal)
+        ex, ey = r["true_x_nm"] - r["layout_x_nm"], r["true_y_nm"] - r["layout_y_nm"]
+        a = pl.alignment
+        true_site = Site((r["true_x_nm"], r["true_y_nm"]), ps, sem.image.shape)
+        found_site = pl.nominal.shifted(a.dx_nm, a.dy_nm)
+        e_true = _epe_on_truth(mask, pl.polygons, true_site)
+        e_found = _epe_on_truth(mask, pl.polygons, found_site)
+        both = np.isfinite(e_true) & np.isfinite(e_found)
+        diff = (e_found[both] - e_true[both]) / ps
+        rows.append({"stem": stem, "condition": r["condition"], "kind": r["layout_kind"], "pixel_nm": ps,
+                     "ok": a.ok, "score": a.score, "err_px": np.hypot(a.dx_nm - ex, a.dy_nm - ey) / ps,
+                     "err_x_px": (a.dx_nm - ex) / ps, "err_y_px": (a.dy_nm - ey) / ps,
+                     "vs_truth_optimum_px": np.hypot(a.dx_nm - g.dx_nm, a.dy_nm - g.dy_nm) / ps,
+                     "truth_optimum_err_px": np.hypot(g.dx_nm - ex, g.dy_nm - ey) / ps,
+                     "epe_truth_diff_mean_px": float(diff.mean()) if diff.size else np.nan,
+                     "epe_truth_diff_abs_px": float(np.abs(diff).mean()) if diff.size else np.nan,
+                     "epe_truth_at_true_site_px": float(np.nanmean(e_true) / ps) if e_true.size else np.nan,
+                     "ms_place": ms})
+    return pd.DataFrame(rows)
+
+
+def summarise(d: pd.DataFrame) -> dict:
+    return {"images": len(d), "flagged": int((~d.ok).sum()),
+            "within_0.5px": round(float((d.err_px <= 0.5).mean()), 3),
+            "within_1px": round(float((d.err_px <= 1.0).mean()), 3),
+            "median_err_px": round(float(d.err_px.median()), 3),
+            "within_0.5px_of_truth_optimum": round(float((d.vs_truth_optimum_px <= 0.5).mean()), 3),
+            "truth_optimum_within_0.5px": round(float((d.truth_optimum_err_px <= 0.5).mean()), 3),
+            "epe_truth_diff_mean_px": round(float(d.epe_truth_diff_mean_px.mean()), 3),
+            "epe_truth_diff_abs_px": round(float(d.epe_truth_diff_abs_px.median()), 3),
+            "ms_place_median": round(float(d.ms_place.median()), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=60)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    base = args.out or Path(tempfile.mkdtemp(prefix="bench_layout_"))
+    pd.set_option("display.width", 200)
+    for renderer, seed in (("physics", 11), ("independent", 12)):
+        root = write_chip_dataset(base / renderer, n_sites=args.sites, seed=seed, size=args.size, renderer=renderer,
+                                  pixel_nm=(1.0, 2.0))
+        d = run(root)
+        d.to_csv(base / f"{renderer}.csv", index=False)
+        print(f"\n== {renderer} renderer: {args.sites} sites, {args.size} px, 1-2 nm/px, stage error up to +-100 nm")
+        print(pd.Series(summarise(d)).to_string())
+        by = d.groupby("condition").agg(images=("err_px", "size"), within_half_px=("err_px", lambda v: (v <= 0.5).mean()),
+                                        err_x_px=("err_x_px", "median"), err_y_px=("err_y_px", "median"),
+                                        epe_diff_px=("epe_truth_diff_mean_px", "mean"), score=("score", "median"))
+        print(by.round(3).to_string())
+    print(f"\nper-image tables in {base}")
+
+
+if __name__ == "__main__":
+    main()

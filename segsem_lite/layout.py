@@ -1,0 +1,710 @@
+"""Design layouts in nm: GDS/OASIS input, SEM-to-design alignment, gauges and export.
+
+Coordinates, stated once for the whole project:
+
+- **Pixels**: x = column to the right, y = row down, pixel centres at integers.
+- **Layout**: nm, x to the right, y up (gdstk reads GDSII and OASIS; the file's user
+  unit is converted to nm).
+- **Site**: an image's site ``(layout_x_nm, layout_y_nm)`` is the layout point at the
+  image's centre, halfway between its first and last pixel centres:
+  pixel ``((W - 1) / 2, (H - 1) / 2)``. ``rotation_deg`` turns the image's x axis
+  counter-clockwise from the layout's x axis.
+- **Alignment**: ``align_dx_nm``, ``align_dy_nm`` are the correction added to the
+  nominal site, in layout axes: the aligned site is where the image really is.
+
+A design polygon is a feature: resist that stays or an opening, whichever the layer
+draws. Gauges sit on the design's edges (every ``step`` nm) or come from a cutline file
+(``x1,y1,x2,y2`` in layout nm); EPE is the signed distance from the design edge to the
+extracted contour along the edge's outward normal (positive: the printed feature is
+larger than drawn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import SegSEMError
+
+__all__ = [
+    "Site", "Layout", "Alignment", "Placement", "read_layout", "parse_layer", "rasterize_polygons", "align_to_design",
+    "register_images", "edge_gauges", "gauge_epe", "read_cutlines", "cutline_cd", "epe_summary",
+    "write_layout_contours", "LAYOUT_SUFFIXES",
+]
+
+#: File suffixes read as layouts.
+LAYOUT_SUFFIXES = (".gds", ".gds2", ".gdsii", ".oas", ".oasis")
+
+
+# ----------------------------------------------------------------------------- sites
+
+@dataclass(frozen=True)
+class Site:
+    """Where an image lies in the layout.
+
+    Attributes
+    ----------
+    center_nm : (float, float)
+        Layout point at pixel ``((W - 1) / 2, (H - 1) / 2)``.
+    pixel_size_nm : float
+    shape : (rows, cols)
+    rotation_deg : float
+        Counter-clockwise angle from the layout's x axis to the image's x axis.
+    """
+
+    center_nm: tuple[float, float]
+    pixel_size_nm: float
+    shape: tuple[int, int]
+    rotation_deg: float = 0.0
+
+    def _rot(self) -> tuple[float, float]:
+        t = np.deg2rad(self.rotation_deg)
+        return float(np.cos(t)), float(np.sin(t))
+
+    def to_pixels(self, xy_nm: np.ndarray) -> np.ndarray:
+        """Layout points (nm) to pixel points (x, y)."""
+        p = np.asarray(xy_nm, float).reshape(-1, 2) - np.asarray(self.center_nm, float)
+        c, s = self._rot()
+        u = c * p[:, 0] + s * p[:, 1]
+        v = -s * p[:, 0] + c * p[:, 1]
+        rows, cols = self.shape
+        return np.column_stack([(cols - 1) / 2 + u / self.pixel_size_nm, (rows - 1) / 2 - v / self.pixel_size_nm])
+
+    def to_layout(self, xy_px: np.ndarray) -> np.ndarray:
+        """Pixel points (x, y) to layout points (nm)."""
+        p = np.asarray(xy_px, float).reshape(-1, 2)
+        rows, cols = self.shape
+        u = (p[:, 0] - (cols - 1) / 2) * self.pixel_size_nm
+        v = ((rows - 1) / 2 - p[:, 1]) * self.pixel_size_nm
+        c, s = self._rot()
+        return np.column_stack([self.center_nm[0] + c * u - s * v, self.center_nm[1] + s * u + c * v])
+
+    def pixel_shift_to_layout(self, dx_px: float, dy_px: float) -> tuple[float, float]:
+        """A shift in pixel axes as the same shift in layout axes (nm)."""
+        a, b = self.to_layout([[dx_px, dy_px], [0.0, 0.0]])
+        return float(a[0] - b[0]), float(a[1] - b[1])
+
+    def shifted(self, dx_nm: float, dy_nm: float) -> "Site":
+        """The site moved by (dx, dy) nm in layout axes."""
+        return replace(self, center_nm=(self.center_nm[0] + dx_nm, self.center_nm[1] + dy_nm))
+
+    def window_nm(self, margin_nm: float = 0.0) -> tuple[float, float, float, float]:
+        """Layout box (xmin, ymin, xmax, ymax) covering the image's pixels plus a margin."""
+        rows, cols = self.shape
+        corners = self.to_layout([[-0.5, -0.5], [cols - 0.5, -0.5], [cols - 0.5, rows - 0.5], [-0.5, rows - 0.5]])
+        lo, hi = corners.min(axis=0) - margin_nm, corners.max(axis=0) + margin_nm
+        return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
+# ----------------------------------------------------------------------------- reading
+
+def parse_layer(text: str | int | tuple | None) -> tuple[int, int] | None:
+    """``"L/D"``, ``"L"`` or ``(L, D)`` to (layer, datatype); None stays None (the only layer)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, tuple):
+        return int(text[0]), int(text[1])
+    parts = str(text).replace(":", "/").split("/")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if not 1 <= len(vals) <= 2 or min(vals) < 0:
+        raise SegSEMError(f"layer {text!r}: expected LAYER/DATATYPE such as 1/0")
+    return vals[0], vals[1] if len(vals) == 2 else 0
+
+
+@dataclass
+class Layout:
+    """The polygons of one layer of a layout file, in nm.
+
+    Attributes
+    ----------
+    path : Path
+    layer : (int, int)
+        Layer and datatype read.
+    polygons : list of (K, 2) ndarray
+        Flattened polygons in nm (x right, y up); a polygon's id is its index + 1.
+    bboxes : (N, 4) ndarray
+        (xmin, ymin, xmax, ymax) of each polygon.
+    """
+
+    path: Path
+    layer: tuple[int, int]
+    polygons: list
+    bboxes: np.ndarray
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """Box of all polygons (nm)."""
+        b = self.bboxes
+        return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+    def in_window(self, box: tuple[float, float, float, float]) -> list[int]:
+        """Indices (0-based) of the polygons whose boxes meet ``box`` (xmin, ymin, xmax, ymax)."""
+        b = self.bboxes
+        hit = (b[:, 0] <= box[2]) & (b[:, 2] >= box[0]) & (b[:, 1] <= box[3]) & (b[:, 3] >= box[1])
+        return [int(i) for i in np.nonzero(hit)[0]]
+
+    def check_site(self, site: Site, where: str) -> None:
+        """Raise when the site's field holds no polygon and lies outside the layout's extent."""
+        box = site.window_nm()
+        x0, y0, x1, y1 = self.extent
+        if box[2] < x0 or box[0] > x1 or box[3] < y0 or box[1] > y1:
+            raise SegSEMError(f"{where}: site ({site.center_nm[0]:g}, {site.center_nm[1]:g}) nm is outside the "
+                              f"layout {self.path.name} (layer {self.layer[0]}/{self.layer[1]} spans x {x0:g} to "
+                              f"{x1:g}, y {y0:g} to {y1:g} nm)")
+
+
+class _c_stderr:
+    """Collect what C code writes to file descriptor 2 into a list of lines."""
+
+    def __init__(self, lines: list):
+        self.lines = lines
+
+    def __enter__(self):
+        import os
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile(mode="w+b")
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        self.lines.extend(self._tmp.read().decode(errors="replace").splitlines())
+        self._tmp.close()
+
+
+def read_layout(path: str | Path, layer: str | tuple | None = None) -> Layout:
+    """Read one layer of a GDSII or OASIS file, every top cell flattened, in nm.
+
+    Parameters
+    ----------
+    path : path
+        ``.gds`` (``.gds2``, ``.gdsii``) or ``.oas`` (``.oasis``).
+    layer : "L/D", optional
+        The layer to read; may be omitted when the file has one layer only.
+
+    Raises
+    ------
+    SegSEMError
+        For a missing or unreadable file, or a layer the file does not have (the
+        message lists the layers it has).
+    """
+    import gdstk
+
+    path = Path(path)
+    want = parse_layer(layer)
+    if not path.is_file():
+        raise SegSEMError(f"{path}: no such layout file")
+    suffix = path.suffix.lower()
+    if suffix not in LAYOUT_SUFFIXES:
+        raise SegSEMError(f"{path}: not a layout file; expected one of {', '.join(LAYOUT_SUFFIXES)}")
+    said: list[str] = []
+    try:
+        with _c_stderr(said):  # gdstk prints its diagnosis on the C stderr: it goes into the one-line message
+            lib = gdstk.read_oas(str(path)) if suffix in (".oas", ".oasis") else gdstk.read_gds(str(path))
+    except Exception as exc:  # gdstk raises RuntimeError/OSError with its own text
+        kind = "OASIS" if suffix in (".oas", ".oasis") else "GDSII"
+        why = " ".join(line.replace("[GDSTK]", "").strip() for line in said if line.strip())
+        raise SegSEMError(f"{path}: unreadable {kind} file ({why or str(exc).strip() or type(exc).__name__})") from None
+    to_nm = lib.unit * 1e9
+    polys: dict[tuple[int, int], list] = {}
+    for top in lib.top_level():
+        for p in top.get_polygons(apply_repetitions=True, include_paths=True):
+            polys.setdefault((p.layer, p.datatype), []).append(p.points * to_nm)
+    if not polys:
+        raise SegSEMError(f"{path}: the layout holds no polygons")
+    have = ", ".join(f"{a}/{b}" for a, b in sorted(polys))
+    if want is None:
+        if len(polys) > 1:
+            raise SegSEMError(f"{path}: several layers ({have}); choose one with --layer L/D")
+        want = next(iter(polys))
+    if want not in polys:
+        raise SegSEMError(f"{path}: no polygons on layer {want[0]}/{want[1]}; the file has layers {have}")
+    pts = polys[want]
+    boxes = np.array([[p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()] for p in pts])
+    return Layout(path=path, layer=want, polygons=pts, bboxes=boxes)
+
+
+# ----------------------------------------------------------------------------- rasterising
+
+def rasterize_polygons(polygons_px: list, shape: tuple[int, int], *, origin: tuple[float, float] = (0.0, 0.0),
+                       supersample: int = 4) -> np.ndarray:
+    """Area coverage (0-1) of polygons given in pixel coordinates, on a grid of ``shape``.
+
+    ``origin`` is the pixel point drawn at the grid's pixel (0, 0) (a grid larger than the
+    image starts at a negative origin). Each pixel is sampled at ``supersample`` squared
+    points (a sample counts when its centre is inside); overlapping polygons count once.
+    """
+    from skimage.draw import polygon as draw_polygon
+
+    rows, cols = shape
+    big = np.zeros((rows * supersample, cols * supersample), bool)
+    for p in polygons_px:
+        q = (np.asarray(p, float) - np.asarray(origin, float) + 0.5) * supersample - 0.5
+        rr, cc = draw_polygon(q[:, 1], q[:, 0], big.shape)
+        big[rr, cc] = True
+    return big.reshape(rows, supersample, cols, supersample).mean(axis=(1, 3))
+
+
+# ----------------------------------------------------------------------------- alignment
+
+@dataclass(frozen=True)
+class Alignment:
+    """The result of registering an image to its design or to a reference image.
+
+    Attributes
+    ----------
+    dx_nm, dy_nm : float
+        Correction added to the nominal site, layout axes (for ``register_images``: the
+        shift of the image against the reference, layout axes).
+    dx_px, dy_px : float
+        The same in pixel axes.
+    score : float
+        Normalised cross-correlation of the edge maps at the optimum (1 = identical).
+    ambiguity : float
+        Best score away from the optimum over the optimum's (a repeating pattern gives
+        close to 1: shifting by one period fits nearly as well).
+    ok : bool
+        Score above ``min_score`` and ambiguity below ``max_ambiguity``.
+    message : str
+        Why it is not trusted, when it is not.
+    """
+
+    dx_nm: float
+    dy_nm: float
+    dx_px: float
+    dy_px: float
+    score: float
+    ambiguity: float
+    ok: bool
+    message: str = ""
+
+
+#: Below this normalised cross-correlation the alignment is flagged.
+MIN_ALIGN_SCORE = 0.25
+#: Above this ratio of the second-best to the best score the alignment is flagged as ambiguous.
+MAX_ALIGN_AMBIGUITY = 0.92
+
+
+def _ncc(search: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of ``template`` at every position inside ``search`` ('valid' positions).
+
+    Windows of ``search`` with (almost) no variance, where a correlation means nothing,
+    score 0 instead of the huge values a division by their variance would give.
+    """
+    from scipy.signal import fftconvolve
+
+    s = np.asarray(search, np.float64)
+    t = np.asarray(template, np.float64)
+    t = t - t.mean()
+    tn = float(np.sqrt((t * t).sum()))
+    num = fftconvolve(s, t[::-1, ::-1], mode="valid")
+    h, w = t.shape
+
+    def box(a: np.ndarray) -> np.ndarray:
+        c = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+    n = h * w
+    ssum, ssq = box(s), box(s * s)
+    var = np.clip(ssq - ssum * ssum / n, 0, None)
+    floor = 1e-3 * float(var.max()) if var.size else 0.0
+    out = np.where(var > floor, num / (np.sqrt(np.maximum(var, floor)) * tn + 1e-12), 0.0)
+    return out
+
+
+def _peak(ncc: np.ndarray, exclude_px: float) -> tuple[float, float, float, float]:
+    """(x, y, score, ambiguity) of the sub-pixel maximum of a correlation map."""
+    r, c = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    best = float(ncc[r, c])
+
+    def parabola(a: float, b: float, d: float) -> float:
+        den = a - 2 * b + d
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
+
+    dx = parabola(ncc[r, c - 1], best, ncc[r, c + 1]) if 0 < c < ncc.shape[1] - 1 else 0.0
+    dy = parabola(ncc[r - 1, c], best, ncc[r + 1, c]) if 0 < r < ncc.shape[0] - 1 else 0.0
+    yy, xx = np.ogrid[:ncc.shape[0], :ncc.shape[1]]
+    away = (yy - r) ** 2 + (xx - c) ** 2 > exclude_px ** 2
+    # a second maximum counts only where it is a local maximum (not the flank of the first)
+    local = ncc == ndi.maximum_filter(ncc, size=3)
+    cand = ncc[away & local]
+    second = float(cand.max()) if cand.size else 0.0
+    return c + dx, r + dy, best, (second / best if best > 0 else 1.0)
+
+
+def _highpass(image: np.ndarray, sigma: float, background: float) -> np.ndarray:
+    """Smoothed at ``sigma`` (noise) with the slow background at ``background`` removed (charging drift)."""
+    a = np.asarray(image, np.float64)
+    return ndi.gaussian_filter(a, sigma) - ndi.gaussian_filter(a, background)
+
+
+def _fit_map(search: list[np.ndarray], template: np.ndarray) -> np.ndarray:
+    """How well the template is explained, at every 'valid' position, by a linear mix of the search maps.
+
+    For each position the template window is regressed on the windows of the search
+    maps (with a constant); the result is the correlation of the fit (the square root
+    of R squared, 0 to 1). With the design's fill and its edge line as the two maps,
+    this finds the design in an image whatever the tone (the fill's weight takes either
+    sign) and whether edges show as a step, a bright ridge or both.
+    """
+    from scipy.signal import fftconvolve
+
+    t = np.asarray(template, np.float64)
+    t = t - t.mean()
+    tt = float((t * t).sum())
+    h, w = t.shape
+    n = h * w
+
+    def box(a: np.ndarray) -> np.ndarray:
+        c = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+    k = len(search)
+    sums = [box(s) for s in search]
+    cross = [fftconvolve(s, t[::-1, ::-1], mode="valid") for s in search]  # template is centred: no mean term
+    gram = np.empty(cross[0].shape + (k, k))
+    for i in range(k):
+        for j in range(i, k):
+            gram[..., i, j] = gram[..., j, i] = box(search[i] * search[j]) - sums[i] * sums[j] / n
+    b = np.stack(cross, axis=-1)
+    scale = np.einsum("...ii->...i", gram).max(axis=-1, keepdims=True)[..., None]
+    ok = scale[..., 0, 0] > 1e-3 * float(scale.max())
+    gram = gram + np.eye(k) * 1e-9 * np.maximum(scale, 1e-12)
+    sol = np.linalg.solve(gram, b[..., None])[..., 0]
+    r2 = np.clip((sol * b).sum(axis=-1) / (tt + 1e-12), 0, 1)
+    return np.where(ok, np.sqrt(r2), 0.0)
+
+
+def _sigma_px(pixel_size_nm: float) -> float:
+    """Smoothing and edge-line scale: about 2 nm, at least 1 px, at most 3 px."""
+    return float(np.clip(2.0 / pixel_size_nm, 1.0, 3.0))
+
+
+def _background_px(shape: tuple[int, int]) -> float:
+    return max(8.0, min(shape) / 8)
+
+
+def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_nm: float = 150.0,
+                    field: tuple[int, int, int, int] | None = None, min_score: float = MIN_ALIGN_SCORE,
+                    max_ambiguity: float = MAX_ALIGN_AMBIGUITY) -> Alignment:
+    """Register the design, rasterised at the image's pixel size, to the image.
+
+    At every shift within +-``search_nm`` the image is fitted by a linear mix of the
+    design's fill and of its edge line (both smoothed, slow background removed from all);
+    the shift that explains the image best wins, refined to sub-pixel precision by a
+    parabola in each axis. The fill's weight may take either sign and the edge line's
+    weight may be zero, so features darker or brighter than their surroundings, with or
+    without a bright edge ridge, align alike.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    polygons_nm : list of (K, 2) ndarray
+        Design polygons near the site, layout nm.
+    site : Site
+        The nominal site.
+    search_nm : float
+        Largest correction searched, each axis.
+    field : (x0, y0, x1, y1), optional
+        The image's field (the data bar left out).
+
+    Returns
+    -------
+    Alignment
+    """
+    rows, cols = image.shape
+    ps = site.pixel_size_nm
+    m = int(np.ceil(search_nm / ps)) + 1
+    sigma = _sigma_px(ps)
+    x0, y0, x1, y1 = field if field is not None else (0, 0, cols, rows)
+    canvas = rasterize_polygons([site.to_pixels(p) for p in polygons_nm], (rows + 2 * m, cols + 2 * m),
+                                origin=(-m, -m))
+    if not canvas.any():
+        return Alignment(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, False, "no design polygon near the site")
+    bg = _background_px((y1 - y0, x1 - x0))
+    fill = _highpass(canvas, sigma, bg)
+    line = _highpass(ndi.gaussian_gradient_magnitude(canvas, sigma), sigma, bg)
+    img = _highpass(image, sigma, bg)[y0:y1, x0:x1]
+    fit = _fit_map([fill, line], img)
+    x, y, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
+    dx_px, dy_px = x - (m + x0), y - (m + y0)
+    dx_nm, dy_nm = site.pixel_shift_to_layout(dx_px, dy_px)
+    why = []
+    if score < min_score:
+        why.append(f"low alignment score {score:.2f} < {min_score:g}")
+    if amb > max_ambiguity:
+        why.append(f"ambiguous alignment (second peak {amb:.2f} of the best)")
+    if max(abs(dx_px), abs(dy_px)) >= m - 1.5:
+        why.append(f"optimum at the search limit ({search_nm:g} nm)")
+    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why))
+
+
+def register_images(image: np.ndarray, reference: np.ndarray, *, pixel_size_nm: float, search_nm: float = 150.0,
+                    rotation_deg: float = 0.0, min_score: float = MIN_ALIGN_SCORE,
+                    max_ambiguity: float = MAX_ALIGN_AMBIGUITY) -> Alignment:
+    """Register an image to a reference image of the same site, by the same edge-map correlation.
+
+    Returns the shift of the image's content against the reference's: a feature at pixel
+    ``p`` of the reference is at ``p + (dx_px, dy_px)`` in the image. ``dx_nm``, ``dy_nm``
+    is the same shift in layout axes: add it to the reference's site to get the image's.
+    """
+    if image.shape != reference.shape:
+        raise SegSEMError(f"reference image of {reference.shape[1]}x{reference.shape[0]} px differs from the image "
+                          f"of {image.shape[1]}x{image.shape[0]} px")
+    ps = float(pixel_size_nm)
+    m = int(np.ceil(search_nm / ps))
+    rows, cols = image.shape
+    if rows <= 2 * m + 16 or cols <= 2 * m + 16:
+        m = max(1, min(rows, cols) // 4)
+    sigma = _sigma_px(ps)
+    bg = _background_px(image.shape)
+    a, b = _highpass(reference, sigma, bg), _highpass(image, sigma, bg)
+    # the central part of the reference, searched for in the image
+    ncc = _ncc(b, a[m:rows - m, m:cols - m])
+    x, y, score, amb = _peak(ncc, exclude_px=max(3.0, 3 * sigma))
+    dx_px, dy_px = x - m, y - m
+    site = Site((0.0, 0.0), ps, image.shape, rotation_deg)
+    # the image's centre sees the reference's point centre - shift: its site is reference site - shift
+    dx_nm, dy_nm = site.pixel_shift_to_layout(-dx_px, -dy_px)
+    why = []
+    if score < min_score:
+        why.append(f"low registration score {score:.2f} < {min_score:g}")
+    if amb > max_ambiguity:
+        why.append(f"ambiguous registration (second peak {amb:.2f} of the best)")
+    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """An image placed on its design.
+
+    Attributes
+    ----------
+    nominal : Site
+        The site meta.csv gives.
+    site : Site
+        The site used: the nominal one corrected by the alignment when it is trusted.
+    alignment : Alignment
+    polygons : dict of int to (K, 2) ndarray
+        Design polygons near the site by id (layout nm).
+    source : str
+        The layout file and layer, for messages.
+    """
+
+    nominal: Site
+    site: Site
+    alignment: Alignment
+    polygons: dict
+    source: str
+
+    def polygons_px(self) -> dict:
+        """The design polygons in the image's pixel coordinates, by id."""
+        return {k: self.site.to_pixels(p) for k, p in self.polygons.items()}
+
+
+# ----------------------------------------------------------------------------- gauges
+
+def _signed_area(p: np.ndarray) -> float:
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def edge_gauges(polygon_nm: np.ndarray, step_nm: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Gauge points along a design polygon's edges and their outward normals (layout axes).
+
+    Each edge of length L gets ``max(1, floor(L / step))`` gauges, evenly spaced with half
+    a spacing from each corner.
+
+    Returns
+    -------
+    points : (G, 2) ndarray
+    normals : (G, 2) ndarray
+        Unit vectors pointing out of the polygon.
+    """
+    if not step_nm > 0:
+        raise SegSEMError(f"gauge step {step_nm!r}: expected a positive number of nm")
+    p = np.asarray(polygon_nm, float)
+    if len(p) > 1 and np.allclose(p[0], p[-1]):
+        p = p[:-1]
+    ccw = _signed_area(p) > 0
+    pts, nrm = [], []
+    for a, b in zip(p, np.roll(p, -1, axis=0)):
+        d = b - a
+        length = float(np.hypot(*d))
+        if length <= 1e-9:
+            continue
+        n = max(1, int(length // step_nm))
+        t = (np.arange(n) + 0.5) / n
+        pts.append(a + np.outer(t, d))
+        out = np.array([d[1], -d[0]]) / length  # right of the direction: outward for a CCW polygon (y up)
+        nrm.append(np.repeat((out if ccw else -out)[None], n, axis=0))
+    if not pts:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    return np.vstack(pts), np.vstack(nrm)
+
+
+def _crossings(origins: np.ndarray, dirs: np.ndarray, contours: list) -> tuple[np.ndarray, np.ndarray]:
+    """For each line origin + t * dir: parameters t of every crossing with the contours (rows) and a validity mask."""
+    segs = []
+    for c in contours:
+        c = np.asarray(c, float)
+        if len(c) < 2:
+            continue
+        if not np.allclose(c[0], c[-1]):
+            c = np.vstack([c, c[:1]])
+        segs.append(np.hstack([c[:-1], c[1:]]))
+    if not segs:
+        return np.zeros((len(origins), 0)), np.zeros((len(origins), 0), bool)
+    s = np.vstack(segs)
+    a, e = s[None, :, :2], s[None, :, 2:] - s[None, :, :2]
+    o, d = origins[:, None, :], dirs[:, None, :]
+    den = d[..., 0] * e[..., 1] - d[..., 1] * e[..., 0]
+    w = a - o
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (w[..., 0] * e[..., 1] - w[..., 1] * e[..., 0]) / den
+        u = (w[..., 0] * d[..., 1] - w[..., 1] * d[..., 0]) / den
+    valid = (np.abs(den) > 1e-12) & (u >= 0) & (u < 1)
+    return np.where(valid, t, np.nan), valid
+
+
+def gauge_epe(points: np.ndarray, normals: np.ndarray, contours_nm: list, *, search_nm: float = 30.0) -> np.ndarray:
+    """Signed EPE (nm) at each gauge: distance along the outward normal from the design edge
+    to the nearest crossing of the contour within +-``search_nm``; NaN where none crosses."""
+    if len(points) == 0:
+        return np.zeros(0)
+    t, valid = _crossings(np.asarray(points, float), np.asarray(normals, float), contours_nm)
+    if t.shape[1] == 0:
+        return np.full(len(points), np.nan)
+    t = np.where(valid & (np.abs(t) <= search_nm), t, np.nan)
+    idx = np.nanargmin(np.where(np.isnan(t), np.inf, np.abs(t)), axis=1)
+    best = t[np.arange(len(t)), idx]
+    return best
+
+
+def read_cutlines(path: str | Path) -> np.ndarray:
+    """Cutline gauges from a CSV with columns ``x1,y1,x2,y2`` (layout nm; an optional ``name``).
+
+    Returns (G, 4) ndarray; raises SegSEMError naming the file and the bad row.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:
+        raise SegSEMError(f"{path}: unreadable gauge file ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    missing = [c for c in ("x1", "y1", "x2", "y2") if c not in table.columns]
+    if missing:
+        raise SegSEMError(f"{path}: expected columns x1,y1,x2,y2 (cutlines in layout nm), missing {missing}")
+    vals = table[["x1", "y1", "x2", "y2"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(vals).all(axis=1) | (np.hypot(vals[:, 2] - vals[:, 0], vals[:, 3] - vals[:, 1]) == 0)
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise SegSEMError(f"{path}: row {i + 2}: {table.iloc[i].to_dict()}; expected a cutline of two distinct "
+                          f"points in nm")
+    return vals
+
+
+def cutline_cd(cutlines: np.ndarray, contours_nm: list) -> np.ndarray:
+    """CD (nm) along each cutline: between the crossings nearest its midpoint on either side; NaN when the
+    contours do not cross it on both sides."""
+    cut = np.asarray(cutlines, float).reshape(-1, 4)
+    if len(cut) == 0:
+        return np.zeros(0)
+    a, b = cut[:, :2], cut[:, 2:]
+    mid = (a + b) / 2
+    d = b - a
+    length = np.hypot(d[:, 0], d[:, 1])
+    t, valid = _crossings(mid, d / length[:, None], contours_nm)
+    if t.shape[1] == 0:
+        return np.full(len(cut), np.nan)
+    half = (length / 2)[:, None]
+    neg = np.where(valid & (t <= 0) & (t >= -half), t, -np.inf).max(axis=1)
+    pos = np.where(valid & (t > 0) & (t <= half), t, np.inf).min(axis=1)
+    cd = pos - neg
+    return np.where(np.isfinite(cd), cd, np.nan)
+
+
+def epe_summary(epe_nm: np.ndarray) -> dict:
+    """Mean and maximum of |EPE|, mean signed EPE (bias) and 3-sigma of EPE (nm); NaN-free gauges only."""
+    e = np.asarray(epe_nm, float)
+    e = e[np.isfinite(e)]
+    if not e.size:
+        return {"epe_mean_nm": np.nan, "epe_bias_nm": np.nan, "epe_3sigma_nm": np.nan, "epe_max_nm": np.nan,
+                "gauges": 0}
+    return {"epe_mean_nm": float(np.abs(e).mean()), "epe_bias_nm": float(e.mean()),
+            "epe_3sigma_nm": float(3 * e.std()), "epe_max_nm": float(np.abs(e).max()), "gauges": int(e.size)}
+
+
+# ----------------------------------------------------------------------------- export
+
+def write_layout_contours(path: str | Path, sites: dict, contours_nm: dict, *, layer: tuple[int, int] = (100, 0),
+                          gauges: dict | None = None, gauge_layer: tuple[int, int] = (101, 0),
+                          top: str = "SEGSEM") -> Path:
+    """Contours in layout coordinates: one cell per image placed at its (aligned) site.
+
+    Parameters
+    ----------
+    path : path
+        ``.gds`` or ``.oas``.
+    sites : dict
+        ``{stem: Site}`` (aligned).
+    contours_nm : dict
+        ``{stem: {label: [contour (K, 2) in layout nm, ...]}}``; each contour is a polygon
+        (an outer boundary or a hole's; overlaid, a viewer shows both).
+    gauges : dict, optional
+        ``{stem: [(x_nm, y_nm, nx, ny, epe_nm, name), ...]}``: each gauge is drawn as a path
+        from the design edge to the contour, with a label giving its EPE.
+
+    Returns
+    -------
+    Path
+    """
+    import gdstk
+
+    from .dataset import atomic_write
+
+    path = Path(path)
+    lib = gdstk.Library(name="SEGSEM", unit=1e-9, precision=1e-12)
+    top_cell = lib.new_cell(top)
+    for stem, site in sites.items():
+        cell = lib.new_cell(f"IMG_{stem}"[:120])
+        cx, cy = site.center_nm
+        for label, cs in contours_nm.get(stem, {}).items():
+            for c in cs:
+                pts = np.asarray(c, float)
+                if len(pts) > 1 and np.allclose(pts[0], pts[-1]):
+                    pts = pts[:-1]
+                if len(pts) < 3:
+                    continue
+                cell.add(gdstk.Polygon(pts - (cx, cy), layer=layer[0], datatype=layer[1]))
+            if cs and len(cs[0]) >= 3:
+                c0 = np.asarray(cs[0], float).mean(axis=0) - (cx, cy)
+                cell.add(gdstk.Label(str(label), tuple(c0), layer=layer[0], texttype=layer[1]))
+        for x, y, nx, ny, epe, name in (gauges or {}).get(stem, []):
+            p = np.array([x - cx, y - cy])
+            if np.isfinite(epe) and abs(epe) > 1e-3:
+                # a 0.2 nm wide bar from the design edge to the contour
+                n, side = np.array([nx, ny]), 0.1 * np.array([-ny, nx])
+                q = p + epe * n
+                cell.add(gdstk.Polygon([tuple(p - side), tuple(q - side), tuple(q + side), tuple(p + side)],
+                                       layer=gauge_layer[0], datatype=gauge_layer[1]))
+            text = f"{name} epe={epe:+.2f}" if np.isfinite(epe) else f"{name} epe=nan"
+            cell.add(gdstk.Label(text, tuple(p), layer=gauge_layer[0], texttype=gauge_layer[1]))
+        top_cell.add(gdstk.Reference(cell, origin=(cx, cy)))
+    oas = path.suffix.lower() in (".oas", ".oasis")
+    return atomic_write(path, lambda tmp: lib.write_oas(str(tmp)) if oas else lib.write_gds(str(tmp), max_points=8190))

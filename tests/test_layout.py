@@ -1,0 +1,249 @@
+"""Design layouts: conventions, GDS/OASIS reading, alignment, gauges, EPE and the extract flow."""
+
+import csv
+import subprocess
+import sys
+
+import gdstk
+import numpy as np
+import pandas as pd
+import pytest
+
+from segsem_lite.contours import extract_contours
+from segsem_lite.dataset import Dataset, read_mask, real_samples
+from segsem_lite.errors import SegSEMError
+from segsem_lite.layout import (Site, align_to_design, cutline_cd, edge_gauges, epe_summary, gauge_epe,
+                                rasterize_polygons, read_layout, register_images)
+from segsem_lite.synth.chip import write_chip_dataset
+
+
+def _segsem(*args):
+    return subprocess.run([sys.executable, "-m", "segsem_lite.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory):
+    return write_chip_dataset(tmp_path_factory.mktemp("chip") / "physics", n_sites=12, seed=21, size=384,
+                              pixel_nm=(1.0, 2.0))
+
+
+@pytest.fixture(scope="module")
+def chip_independent(tmp_path_factory):
+    return write_chip_dataset(tmp_path_factory.mktemp("chip") / "independent", n_sites=10, seed=22, size=384,
+                              renderer="independent", pixel_nm=(1.0, 2.0))
+
+
+def test_site_convention_and_round_trip():
+    site = Site((1000.0, -500.0), 2.0, (101, 201))
+    # the site is the layout point at pixel ((W-1)/2, (H-1)/2); layout y runs up, pixel y down
+    assert np.allclose(site.to_pixels([[1000.0, -500.0]]), [[100.0, 50.0]])
+    assert np.allclose(site.to_pixels([[1002.0, -496.0]]), [[101.0, 48.0]])
+    turned = Site((3.0, 4.0), 0.7, (64, 80), rotation_deg=30.0)
+    pts = np.random.default_rng(0).uniform(-50, 50, (20, 2))
+    assert np.allclose(turned.to_layout(turned.to_pixels(pts)), pts)
+    # the image's x axis at 30 degrees: one px right is 0.7 nm along (cos 30, sin 30)
+    a, b = turned.to_layout([[1.0, 0.0], [0.0, 0.0]])
+    assert np.allclose(a - b, 0.7 * np.array([np.cos(np.pi / 6), np.sin(np.pi / 6)]))
+
+
+def _write_layout(path, unit=1e-6, layers=((1, 0),)):
+    lib = gdstk.Library(unit=unit, precision=1e-9)
+    cell = lib.new_cell("TOP")
+    for layer, dt in layers:
+        cell.add(gdstk.rectangle((0, 0), (0.1, 0.05), layer=layer, datatype=dt))  # 100 x 50 nm in um units
+    (lib.write_oas if str(path).endswith(".oas") else lib.write_gds)(str(path))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".gds", ".oas"])
+def test_read_layout_in_nm_from_gds_and_oasis(tmp_path, suffix):
+    lay = read_layout(_write_layout(tmp_path / f"a{suffix}"), "1/0")
+    assert lay.layer == (1, 0) and len(lay.polygons) == 1
+    assert np.allclose(lay.extent, (0, 0, 100, 50))
+
+
+def test_bad_layouts_say_what_is_wrong(tmp_path):
+    two = _write_layout(tmp_path / "two.gds", layers=((1, 0), (5, 2)))
+    with pytest.raises(SegSEMError, match=r"two.gds: no polygons on layer 7/0; the file has layers 1/0, 5/2"):
+        read_layout(two, "7/0")
+    with pytest.raises(SegSEMError, match="several layers"):
+        read_layout(two)
+    bad = tmp_path / "bad.gds"
+    bad.write_bytes(b"\x00\x06\x00\x02garbage")
+    with pytest.raises(SegSEMError, match="bad.gds: unreadable GDSII file"):
+        read_layout(bad, "1/0")
+    with pytest.raises(SegSEMError, match="layer 'x/y'"):
+        read_layout(two, "x/y")
+
+
+def test_gauges_point_outward_and_measure_a_known_offset():
+    square = np.array([[0, 0], [40, 0], [40, 20], [0, 20]], float)
+    for poly in (square, square[::-1]):  # either orientation
+        pts, nrm = edge_gauges(poly, 10.0)
+        assert len(pts) == 4 + 2 + 4 + 2
+        # every normal points away from the centre
+        assert (((pts - [20, 10]) * nrm).sum(axis=1) > 0).all()
+    grown = np.array([[-2, -2], [42, -2], [42, 22], [-2, 22]], float)
+    pts, nrm = edge_gauges(square, 10.0)
+    assert np.allclose(gauge_epe(pts, nrm, [grown]), 2.0)
+    shrunk = np.array([[1, 1], [39, 1], [39, 19], [1, 19]], float)
+    s = epe_summary(gauge_epe(pts, nrm, [shrunk]))
+    assert np.isclose(s["epe_bias_nm"], -1.0) and np.isclose(s["epe_max_nm"], 1.0) and s["gauges"] == 12
+    # a cutline across the 20 nm wide side
+    assert np.allclose(cutline_cd(np.array([[20, -10, 20, 30]]), [square]), 20.0)
+    assert np.isnan(cutline_cd(np.array([[100, -10, 100, 30]]), [square])).all()
+
+
+def test_epe_of_a_mask_drawn_from_the_design_is_zero():
+    """The whole chain of conventions: design nm -> pixels -> mask -> contour -> nm -> EPE at gauges."""
+    site = Site((5000.0, 2000.0), 1.3, (200, 240))
+    rng = np.random.default_rng(3)
+    all_epe = []
+    for _ in range(8):
+        x0, y0 = rng.uniform(4900, 4950), rng.uniform(1920, 1960)
+        w, h = rng.uniform(40, 90), rng.uniform(40, 90)
+        poly = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0 + 20, y0 + h], [x0 + 20, y0 + 30],
+                         [x0, y0 + 30]])
+        mask = rasterize_polygons([site.to_pixels(poly)], site.shape, supersample=8) >= 0.5
+        cs = [site.to_layout(c) for c in extract_contours(mask)]
+        pts, nrm = edge_gauges(poly, 5.0)
+        epe = gauge_epe(pts, nrm, cs) / site.pixel_size_nm
+        assert np.isfinite(epe).all()
+        all_epe.append(epe)
+    e = np.concatenate(all_epe)
+    # a binary mask puts each straight edge on a pixel boundary, about half a pixel off at most and zero on
+    # average (the polygon fill rounds by 1/16 px); marching squares cuts its corners by a little more
+    assert np.quantile(np.abs(e), 0.9) <= 0.6 and np.abs(e).max() <= 0.75
+    assert abs(e.mean()) < 0.1 and np.abs(e).mean() < 0.3
+
+
+def _offset_errors(root):
+    ds = Dataset(root, layout=root / "chip.gds", layer="1/0")
+    errs, oks = [], []
+    for stem in ds.stems:
+        r = ds.row(stem)
+        sem = ds.load_sem(stem)
+        pl = ds.place(stem, sem.image, r["pixel_size_nm"])
+        a = pl.alignment
+        errs.append((a.dx_nm - (r["true_x_nm"] - r["layout_x_nm"]), a.dy_nm - (r["true_y_nm"] - r["layout_y_nm"]),
+                     r["pixel_size_nm"]))
+        oks.append(a.ok)
+    e = np.array(errs)
+    return e[:, 0] / e[:, 2], e[:, 1] / e[:, 2], np.array(oks)
+
+
+def test_alignment_recovers_the_stage_error_on_the_physics_renderer(chip):
+    ex, ey, ok = _offset_errors(chip)
+    err = np.hypot(ex, ey)
+    # nominal sites were off by up to 100 nm (50-100 px); printing moves features by LER and dose too
+    assert ok.all()
+    assert np.median(err) < 0.5 and (err < 1.5).all(), np.round(err, 2)
+
+
+def test_alignment_on_the_second_renderer_both_tones(chip_independent):
+    ex, ey, ok = _offset_errors(chip_independent)
+    meta = pd.read_csv(chip_independent / "meta.csv")
+    assert {"line", "hole"} <= set(meta["clip_tone"])
+    # along y (across the scan) it is exact; along x charging tails after edges bias it (see the chapter)
+    assert np.median(np.abs(ey)) < 0.3 and (np.abs(ey) < 1.0).all(), np.round(ey, 2)
+    assert np.median(np.abs(ex)) < 1.0
+
+
+def test_alignment_is_flagged_when_the_design_is_not_there():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(100, 10, (128, 128))
+    site = Site((0.0, 0.0), 1.0, noise.shape)
+    square = [np.array([[-20, -20], [20, -20], [20, 20], [-20, 20]], float)]
+    a = align_to_design(noise, square, site, search_nm=30)
+    assert not a.ok and "low alignment score" in a.message
+    far = [np.array([[1000, 1000], [1040, 1000], [1040, 1040], [1000, 1040]], float)]
+    assert not align_to_design(noise, far, site, search_nm=30).ok
+
+
+def test_the_real_logic_pair_registers_as_phase_correlation_does():
+    from skimage.registration import phase_cross_correlation
+
+    from segsem_lite.instrument import read_sem
+
+    ref = read_sem(real_samples() / "logic_case3_reference.tif").image.astype(float)
+    ins = read_sem(real_samples() / "logic_case3_inspected.tif").image.astype(float)
+    a = register_images(ins, ref, pixel_size_nm=1.0)
+    shift, _, _ = phase_cross_correlation(ref, ins, upsample_factor=20)  # (rows, cols) moving ins onto ref
+    assert a.ok and abs(a.dx_px + shift[1]) < 1.0 and abs(a.dy_px + shift[0]) < 1.0
+    assert max(abs(a.dx_px), abs(a.dy_px)) > 3  # a real shift, not zero
+
+
+def test_extract_with_a_layout(tmp_path, chip):
+    ds = tmp_path / "ds"
+    import shutil
+
+    shutil.copytree(chip, ds)
+    meta = pd.read_csv(ds / "meta.csv")
+    stems = list(meta["stem"][:3])
+    keep = meta[meta["stem"].isin(stems)].copy()
+    # one site far off the chip: that image fails, the others go on
+    keep.loc[keep.index[1], "layout_x_nm"] = 1e7
+    keep.to_csv(ds / "meta.csv", index=False)
+    for p in (ds / "images").iterdir():
+        if p.stem not in stems:
+            p.unlink()
+    (ds / "gauges.csv").write_text("x1,y1,x2,y2\n")
+    out = tmp_path / "out"
+    r = _segsem("extract", ds, "--out", out, "--model", "traditional", "--quiet", "--layout", ds / "chip.gds",
+                "--layer", "1/0", "--gauge-step", "8")
+    assert r.returncode == 1, r.stderr
+    assert f"error: {stems[1]}: {ds / 'meta.csv'}: stem {stems[1]}: site (1e+07," in r.stderr
+    assert "is outside the layout chip.gds" in r.stderr and "Traceback" not in r.stderr
+    images = {row["stem"]: row for row in csv.DictReader(open(out / "images.csv"))}
+    assert images[stems[1]]["status"] == "error"
+    for stem in (stems[0], stems[2]):
+        row, truth = images[stem], keep[keep["stem"] == stem].iloc[0]
+        ps = float(row["pixel_size_nm"])
+        assert row["align_status"] == "ok"
+        assert abs(float(row["site_x_nm"]) - truth["true_x_nm"]) < 1.5 * ps
+        assert abs(float(row["site_y_nm"]) - truth["true_y_nm"]) < 1.5 * ps
+        assert int(row["gauges"]) > 20 and float(row["epe_mean_nm"]) < 10
+    records = [row for row in csv.DictReader(open(out / "records.csv")) if row["status"] == "ok"]
+    mask = read_mask(ds / "masks" / f"{stems[0]}.png")
+    first = [row for row in records if row["stem"] == stems[0]]
+    # targets are the design's polygons, labelled by polygon id as the truth masks are
+    assert {int(row["label"]) for row in first} <= set(np.unique(mask)) - {0}
+    assert all(row["design_match"] == "printed" for row in first)
+    gauges = pd.read_csv(out / "gauges.csv")
+    assert set(gauges["stem"]) == {stems[0], stems[2]} and (gauges["type"] == "edge").all()
+    assert gauges["epe_nm"].notna().mean() > 0.9
+    # contours in layout coordinates, one cell per image at its aligned site
+    for suffix in (".gds", ".oas"):
+        lib = gdstk.read_gds(str(out / "contours_layout.gds")) if suffix == ".gds" else gdstk.read_oas(
+            str(out / "contours_layout.oas"))
+        top = lib.top_level()[0]
+        assert len(top.references) == 2
+        polys = top.get_polygons(layer=100, datatype=0)
+        assert len(polys) >= len(records)
+        lay = read_layout(ds / "chip.gds", "1/0")
+        # every exported contour overlaps a design polygon of its image
+        centres = np.array([p.points.mean(axis=0) * lib.unit * 1e9 for p in polys])
+        near = [np.min(np.hypot(*(lay.bboxes[:, :2] + lay.bboxes[:, 2:]).T / 2 - c[:, None])) for c in centres]
+        assert np.median(near) < 60
+
+
+def test_extract_reference_and_bad_layout_file(tmp_path):
+    import shutil
+
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    for name in ("logic_case3_reference.tif", "logic_case3_inspected.tif"):
+        shutil.copy(real_samples() / name, folder / name)
+    out = tmp_path / "out"
+    r = _segsem("extract", folder, "--out", out, "--model", "traditional", "--quiet", "--reference",
+                folder / "logic_case3_reference.tif")
+    assert r.returncode == 0, r.stderr
+    images = {row["stem"]: row for row in csv.DictReader(open(out / "images.csv"))}
+    assert abs(float(images["logic_case3_reference"]["ref_dx_px"])) < 0.1
+    moved = images["logic_case3_inspected"]
+    assert moved["ref_status"] == "ok" and abs(float(moved["ref_dy_px"]) + 20.5) < 1
+    bad = tmp_path / "chip.gds"
+    bad.write_text("not a layout")
+    r = _segsem("extract", folder, "--out", out, "--layout", bad, "--quiet")
+    assert r.returncode == 2 and f"{bad}: unreadable GDSII file (Unable to read input file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
