@@ -23,6 +23,8 @@ __all__ = [
     "plot_field",
     "plot_cd_histograms",
     "plot_roughness_psd",
+    "plot_design_alignment",
+    "plot_epe_map",
 ]
 
 #: Colour of a contour by the kind of feature it encloses.
@@ -388,5 +390,50 @@ def plot_roughness_psd(psd, *, title: str = "") -> "matplotlib.figure.Figure":
     ax.set_ylabel("PSD (nm$^3$)")
     ax.legend(fontsize=7)
     ax.set_title(title or f"{int(psd['n_edges'].iloc[0])} edges of {int(psd['length'].iloc[0])} samples", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_design_alignment(image: np.ndarray, placement, *, title: str = "") -> "matplotlib.figure.Figure":
+    """The design over the image at the nominal site (left) and at the aligned site (right)."""
+    fig, axes = _figure(1, 2, size=4.2)
+    axes = axes[0]
+    for ax, site, name in ((axes[0], placement.nominal, "nominal site"), (axes[1], placement.site, "aligned site")):
+        ax.imshow(image, cmap="gray")
+        for poly in placement.polygons.values():
+            p = site.to_pixels(poly)
+            p = np.vstack([p, p[:1]])
+            ax.plot(p[:, 0], p[:, 1], color="tab:cyan", lw=1.0)
+        ax.set_xlim(-0.5, image.shape[1] - 0.5)
+        ax.set_ylim(image.shape[0] - 0.5, -0.5)
+        ax.set_title(name)
+        ax.axis("off")
+    a = placement.alignment
+    fig.suptitle(title or f"design (cyan) on the image; correction ({a.dx_nm:+.1f}, {a.dy_nm:+.1f}) nm, "
+                 f"score {a.score:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_epe_map(image: np.ndarray, site, gauges, contours_px: Sequence = (), *, limit_nm: float | None = None,
+                 title: str = "") -> "matplotlib.figure.Figure":
+    """EPE at each edge gauge, coloured on the image (red: the printed edge lies outside the design, blue:
+    inside, yellow: on it), with the extracted contours in black."""
+    import matplotlib.pyplot as plt
+
+    g = gauges[gauges["type"] == "edge"].dropna(subset=["epe_nm"])
+    fig, ax = plt.subplots(figsize=(6.0, 5.2))
+    ax.imshow(image, cmap="gray")
+    for c in contours_px:
+        ax.plot(c[:, 0], c[:, 1], color="black", lw=0.5)
+    if len(g):
+        xy = site.to_pixels(g[["x_nm", "y_nm"]].to_numpy(float))
+        lim = limit_nm or float(np.nanpercentile(np.abs(g["epe_nm"]), 95)) or 1.0
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=g["epe_nm"], cmap="RdYlBu_r", vmin=-lim, vmax=lim, s=10)
+        fig.colorbar(sc, ax=ax, label="EPE (nm), + outside the design")
+    ax.set_xlim(-0.5, image.shape[1] - 0.5)
+    ax.set_ylim(image.shape[0] - 0.5, -0.5)
+    ax.axis("off")
+    ax.set_title(title or "EPE at the gauges along the design edges")
     fig.tight_layout()
     return fig

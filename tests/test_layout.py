@@ -247,3 +247,55 @@ def test_extract_reference_and_bad_layout_file(tmp_path):
     r = _segsem("extract", folder, "--out", out, "--layout", bad, "--quiet")
     assert r.returncode == 2 and f"{bad}: unreadable GDSII file (Unable to read input file" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_per_image_clips_cutlines_and_what_the_design_lacks(tmp_path, chip):
+    """A layout/<stem>.gds clip centred on the image; a cutline gauge file; one printed contact removed from the
+    design and one designed square where nothing printed: both reported."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    (ds / "layout").mkdir()
+    meta = pd.read_csv(chip / "meta.csv")
+    row = meta.iloc[1]  # an array of contact holes, exposure case 2
+    assert row["layout_kind"] == "contacts"
+    stem, ps = row["stem"], float(row["pixel_size_nm"])
+    shutil.copy(chip / "images" / f"{stem}.png", ds / "images" / f"{stem}.png")
+    mask = read_mask(chip / "masks" / f"{stem}.png")
+    lay = read_layout(chip / "chip.gds", "1/0")
+    ids = sorted(int(v) for v in np.unique(mask) if v)
+    site_true = np.array([row["true_x_nm"], row["true_y_nm"]])
+    stage = np.array([37.0, -52.0])  # the clip is centred on where the stage thinks the image is
+    lib = gdstk.Library(unit=1e-9, precision=1e-12)
+    cell = lib.new_cell("CLIP")
+    for pid in ids[1:]:  # the first contact is missing from the design
+        cell.add(gdstk.Polygon(lay.polygons[pid - 1] - site_true - stage))
+    half = 384 * ps / 2
+    corner = np.array([-half + 0.06 * 2 * half, half - 0.06 * 2 * half]) - stage
+    cell.add(gdstk.rectangle(tuple(corner + (0, -30)), tuple(corner + (30, 0))))  # nothing printed there
+    lib.write_gds(str(ds / "layout" / f"{stem}.gds"))
+    pd.DataFrame([{"stem": stem, "pixel_size_nm": ps}]).to_csv(ds / "meta.csv", index=False)
+    # a cutline across the second contact, through its middle (layout nm of the clip)
+    line = lay.polygons[ids[1] - 1] - site_true - stage
+    (x0, y0), (x1, y1) = line.min(axis=0), line.max(axis=0)
+    ym = (y0 + y1) / 2
+    (ds / "cuts.csv").write_text(f"x1,y1,x2,y2\n{x0 - 25},{ym},{x1 + 25},{ym}\n")
+    out = tmp_path / "out"
+    r = _segsem("extract", ds, "--out", out, "--model", "traditional", "--quiet", "--gauges", ds / "cuts.csv")
+    image = next(csv.DictReader(open(out / "images.csv")))
+    assert image["align_status"] == "ok", image
+    # the correction undoes the stage error
+    assert abs(float(image["align_dx_nm"]) + stage[0]) < 1.5 * ps and abs(float(image["align_dy_nm"]) + stage[1]) < 1.5 * ps
+    assert int(image["not_printed"]) >= 1 and int(image["not_in_design"]) >= 1
+    unmatched = pd.read_csv(out / stem / f"{stem}.unmatched.csv")
+    missing = unmatched[unmatched["kind"] == "not in design"]
+    # the contact left out of the design is found where the truth has it
+    ly, lx = np.argwhere(mask == ids[0]).mean(axis=0)
+    assert (np.hypot(missing["x_px"] - lx, missing["y_px"] - ly) < 10).any(), missing
+    cut = pd.read_csv(out / "gauges.csv").query("type == 'cutline'")
+    assert len(cut) == 1
+    middle_row = int(round(np.argwhere(mask == ids[1])[:, 0].mean()))
+    truth_cd = (mask[middle_row] == ids[1]).sum() * ps
+    assert abs(cut["cd_nm"].iloc[0] - truth_cd) < 3 * ps and abs(cut["cd_design_nm"].iloc[0] - (x1 - x0)) < 1e-6
+    assert r.returncode in (0, 1), r.stderr
