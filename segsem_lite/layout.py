@@ -394,6 +394,13 @@ def _sigma_px(pixel_size_nm: float) -> float:
     return float(np.clip(2.0 / pixel_size_nm, 1.0, 3.0))
 
 
+#: The sub-pixel refinement looks this far (px) around the whole-feature optimum ...
+FINE_SEARCH_PX = 3
+#: ... with the background removed at this scale (px, at least 3 edge scales): charging tails along the scan
+#: and drift are slower than edges, and leave the refinement alone.
+FINE_BACKGROUND_PX = 8.0
+
+
 def _background_px(shape: tuple[int, int]) -> float:
     return max(8.0, min(shape) / 8)
 
@@ -405,8 +412,10 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
 
     At every shift within +-``search_nm`` the image is fitted by a linear mix of the
     design's fill and of its edge line (both smoothed, slow background removed from all);
-    the shift that explains the image best wins, refined to sub-pixel precision by a
-    parabola in each axis. The fill's weight may take either sign and the edge line's
+    the shift that explains the image best wins. It is then refined within a few pixels
+    with the background removed at a few edge widths (so a charging tail trailing each
+    edge along the scan does not pull it), to sub-pixel precision by a parabola in each
+    axis. The fill's weight may take either sign and the edge line's
     weight may be zero, so features darker or brighter than their surroundings, with or
     without a bright edge ridge, align alike.
 
@@ -435,13 +444,28 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
                                 origin=(-m, -m))
     if not canvas.any():
         return Alignment(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, False, "no design polygon near the site")
-    bg = _background_px((y1 - y0, x1 - x0))
-    fill = _highpass(canvas, sigma, bg)
-    line = _highpass(ndi.gaussian_gradient_magnitude(canvas, sigma), sigma, bg)
-    img = _highpass(image, sigma, bg)[y0:y1, x0:x1]
-    fit = _fit_map([fill, line], img)
-    x, y, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
-    dx_px, dy_px = x - (m + x0), y - (m + y0)
+    edge_line = ndi.gaussian_gradient_magnitude(canvas, sigma)
+
+    def fit_map(bg: float, box: tuple | None = None) -> np.ndarray:
+        fill, line = _highpass(canvas, sigma, bg), _highpass(edge_line, sigma, bg)
+        img = _highpass(image, sigma, bg)[y0:y1, x0:x1]
+        if box is not None:
+            r0, c0, r1, c1 = box
+            fill, line = fill[r0:r1, c0:c1], line[r0:r1, c0:c1]
+        return _fit_map([fill, line], img)
+
+    # which shift: the whole features count (robust to a repeating pattern)
+    fit = fit_map(_background_px((y1 - y0, x1 - x0)))
+    _, _, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
+    r, c = np.unravel_index(int(np.argmax(fit)), fit.shape)
+    # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
+    # scan, or a slow drift, does not pull the optimum
+    k = FINE_SEARCH_PX
+    r0, c0 = max(0, r - k), max(0, c - k)
+    r1, c1 = min(fit.shape[0], r + k + 1), min(fit.shape[1], c + k + 1)
+    fine = fit_map(max(FINE_BACKGROUND_PX, 3 * sigma), (r0, c0, r1 + (y1 - y0) - 1, c1 + (x1 - x0) - 1))
+    x, y, _, _ = _peak(fine, exclude_px=np.inf)
+    dx_px, dy_px = x + c0 - (m + x0), y + r0 - (m + y0)
     dx_nm, dy_nm = site.pixel_shift_to_layout(dx_px, dy_px)
     why = []
     if score < min_score:
@@ -640,7 +664,8 @@ def cutline_cd(cutlines: np.ndarray, contours_nm: list) -> np.ndarray:
 
 
 def epe_summary(epe_nm: np.ndarray) -> dict:
-    """Mean and maximum of |EPE|, mean signed EPE (bias) and 3-sigma of EPE (nm); NaN-free gauges only."""
+    """Mean and maximum of the absolute EPE, mean signed EPE (bias) and 3-sigma of EPE (nm), over the gauges
+    that met a contour."""
     e = np.asarray(epe_nm, float)
     e = e[np.isfinite(e)]
     if not e.size:
