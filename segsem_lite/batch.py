@@ -33,8 +33,8 @@ __all__ = [
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
                  "n_candidates", "kind", "tone", "centroid_x", "centroid_y", "area_nm2", "cd_nm", "cd_px",
                  "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "design_match", "align_dx_nm", "align_dy_nm",
-                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "ms_encode", "ms_predict", "ms_gate", "ms_fallback",
-                 "ms_refine", "ms_contours", "ms_total", "status", "message"]
+                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "ms_encode",
+                 "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total", "status", "message"]
 
 #: Columns of ``images.csv``: one row per image of an ``extract`` run.
 IMAGE_FIELDS = ["stem", "file", "width", "height", "pixel_size_nm", "pixel_size_source", "field_x0", "field_y0",

@@ -394,6 +394,9 @@ def _sigma_px(pixel_size_nm: float) -> float:
     return float(np.clip(2.0 / pixel_size_nm, 1.0, 3.0))
 
 
+#: An alignment is flagged when the edges alone (background removed at the fine scale) put the optimum further
+#: than this (px) from the whole features' optimum.
+MAX_SCALE_DISAGREEMENT_PX = 1.5
 #: The sub-pixel refinement looks this far (px) around the whole-feature optimum ...
 FINE_SEARCH_PX = 3
 #: ... with the background removed at this scale (px, at least 3 edge scales): charging tails along the scan
@@ -415,7 +418,9 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     the shift that explains the image best wins. It is then refined within a few pixels
     with the background removed at a few edge widths (so a charging tail trailing each
     edge along the scan does not pull it), to sub-pixel precision by a parabola in each
-    axis. The fill's weight may take either sign and the edge line's
+    axis. The alignment is flagged (``ok`` False, with the reason) when it scores low,
+    when a second optimum fits nearly as well (a repeating pattern), when it lies at the
+    search limit, or when the edges alone put the optimum elsewhere. The fill's weight may take either sign and the edge line's
     weight may be zero, so features darker or brighter than their surroundings, with or
     without a bright edge ridge, align alike.
 
@@ -460,12 +465,16 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     r, c = np.unravel_index(int(np.argmax(fit)), fit.shape)
     # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
     # scan, or a slow drift, does not pull the optimum
+    fine_all = fit_map(max(FINE_BACKGROUND_PX, 3 * sigma))
     k = FINE_SEARCH_PX
     r0, c0 = max(0, r - k), max(0, c - k)
-    r1, c1 = min(fit.shape[0], r + k + 1), min(fit.shape[1], c + k + 1)
-    fine = fit_map(max(FINE_BACKGROUND_PX, 3 * sigma), (r0, c0, r1 + (y1 - y0) - 1, c1 + (x1 - x0) - 1))
+    fine = fine_all[r0:r + k + 1, c0:c + k + 1]
     x, y, _, _ = _peak(fine, exclude_px=np.inf)
     dx_px, dy_px = x + c0 - (m + x0), y + r0 - (m + y0)
+    # the edges alone should agree on where the optimum is; when they put it elsewhere, something slow
+    # (strong charging tails, drift) drives the whole-feature fit
+    fr, fc = np.unravel_index(int(np.argmax(fine_all)), fine_all.shape)
+    disagree = float(np.hypot(fr - r, fc - c))
     dx_nm, dy_nm = site.pixel_shift_to_layout(dx_px, dy_px)
     why = []
     if score < min_score:
@@ -474,6 +483,8 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         why.append(f"ambiguous alignment (second peak {amb:.2f} of the best)")
     if max(abs(dx_px), abs(dy_px)) >= m - 1.5:
         why.append(f"optimum at the search limit ({search_nm:g} nm)")
+    if disagree > MAX_SCALE_DISAGREEMENT_PX:
+        why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
     return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why))
 
 

@@ -126,6 +126,14 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
                               "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
         pages[ch.stem] = dom
         assert "<h1" in dom, ch.stem
+    # MathJax comes with the site (air-gapped fabs): no page fetches it, and the formulas are typeset offline
+    site = book / "_build" / "html"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()
+    for page in site.rglob("*.html"):
+        text = page.read_text(errors="replace")
+        assert not re.search(r"<script[^>]+src=\"(https?:)?//[^\"]*mathjax", text, re.I), page.name
+    for stem in ("01_introduction", "05_loss_terms"):
+        assert "<mjx-container" in pages[stem], f"{stem}: formulas not typeset"
     for stem, dom in pages.items():
         if stem not in ("91_api",):
             assert "<img" in dom or "<table" in dom, f"{stem}: no figure or table"

@@ -47,7 +47,7 @@ def clip_to_layout(clip: LayoutClip, center_nm: tuple[float, float], shape: tupl
 
 def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 384, max_offset_nm: float = 100.0,
                        renderer: str = "physics", pixel_nm: tuple[float, float] = (0.6, 2.0),
-                       layer: tuple[int, int] = (1, 0)) -> Path:
+                       layer: tuple[int, int] = (1, 0), overscan: float = 0.0) -> Path:
     """Write ``chip.gds``, ``images/``, ``masks/`` (labels = layout polygon ids) and ``meta.csv``.
 
     Parameters
@@ -66,6 +66,10 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         Pixel size range (log-uniform).
     layer : (int, int)
         Layer and datatype of the design polygons.
+    overscan : float
+        The layout clip (and the rendering) extends this fraction of the image side beyond
+        each border, and the image is its centre: features run past the image's borders
+        and the design holds more than the image shows, as on a real chip.
 
     Returns
     -------
@@ -94,9 +98,12 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         ps = float(np.round(np.exp(rng.uniform(np.log(pixel_nm[0]), np.log(pixel_nm[1]))), 4))
         kind = LAYOUT_KINDS[i % len(LAYOUT_KINDS)]
         case = EXPOSURE_CASES[i % len(EXPOSURE_CASES)].case
-        sample = make_sample(case, np.random.SeedSequence([seed, i]), size=size, kind=kind, pixel_size_nm=ps)
+        pad = int(round(overscan * size))
+        full = size + 2 * pad
+        sample = make_sample(case, np.random.SeedSequence([seed, i]), size=full, kind=kind, pixel_size_nm=ps)
         center = ((i % cols_grid) * SITE_PITCH_NM, -(i // cols_grid) * SITE_PITCH_NM)
-        polys = clip_to_layout(sample.clip, center, (size, size), ps)
+        # the centre pixel of the full rendering is the centre pixel of its central crop
+        polys = clip_to_layout(sample.clip, center, (full, full), ps)
         ids = list(range(next_id, next_id + len(polys)))
         next_id += len(polys)
         for p in polys:
@@ -106,11 +113,12 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
             condition = f"case{case}"
         else:
             condition = names[i % len(names)]
-            site_px = [np.column_stack([(p[:, 0] - center[0]) / ps + size / 2, size / 2 - (p[:, 1] - center[1]) / ps])
+            site_px = [np.column_stack([(p[:, 0] - center[0]) / ps + full / 2, full / 2 - (p[:, 1] - center[1]) / ps])
                        for p in polys]
             rendered = render_independent(np.random.SeedSequence([seed, i, 1]), appearance=CONDITIONS[condition],
-                                          size=size, tone=sample.clip.tone, outlines=site_px, pixel_size_nm=ps)
+                                          size=full, tone=sample.clip.tone, outlines=site_px, pixel_size_nm=ps)
             image, labels = rendered.image, rendered.instances
+        image, labels = image[pad:pad + size, pad:pad + size], labels[pad:pad + size, pad:pad + size]
         relabel = np.zeros(int(labels.max()) + 1, np.int32)
         for k in range(1, len(relabel)):
             relabel[k] = ids[k - 1] if k <= len(ids) else 0
