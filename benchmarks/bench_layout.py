@@ -34,7 +34,8 @@ from segsem_lite.layout import Site, align_to_design, edge_gauges, gauge_epe
 from segsem_lite.synth.chip import write_chip_dataset
 
 
-def _epe_on_truth(mask: np.ndarray, polygons: dict, site: Site) -> np.ndarray:
+def _epe_on_truth(mask: np.ndarray, polygons: dict, site: Site, frame: Site) -> np.ndarray:
+    """EPE of the truth masks' contours placed at ``site``, at the gauges that lie inside the image at ``frame``."""
     out = []
     for pid, poly in polygons.items():
         m = mask == pid
@@ -42,7 +43,7 @@ def _epe_on_truth(mask: np.ndarray, polygons: dict, site: Site) -> np.ndarray:
             continue
         cs = [site.to_layout(c) for c in extract_contours(m)]
         pts, nrm = edge_gauges(poly, 10.0)
-        keep = site.to_pixels(pts)
+        keep = frame.to_pixels(pts)
         inside = (keep[:, 0] > 1) & (keep[:, 1] > 1) & (keep[:, 0] < mask.shape[1] - 2) & (keep[:, 1] < mask.shape[0] - 2)
         out.append(gauge_epe(pts[inside], nrm[inside], cs, search_nm=40.0))
     return np.concatenate(out) if out else np.zeros(0)
@@ -65,8 +66,8 @@ def run(root: Path) -> pd.DataFrame:
         a = pl.alignment
         true_site = Site((r["true_x_nm"], r["true_y_nm"]), ps, sem.image.shape)
         found_site = pl.nominal.shifted(a.dx_nm, a.dy_nm)
-        e_true = _epe_on_truth(mask, pl.polygons, true_site)
-        e_found = _epe_on_truth(mask, pl.polygons, found_site)
+        e_true = _epe_on_truth(mask, pl.polygons, true_site, true_site)
+        e_found = _epe_on_truth(mask, pl.polygons, found_site, true_site)
         both = np.isfinite(e_true) & np.isfinite(e_found)
         diff = (e_found[both] - e_true[both]) / ps
         rows.append({"stem": stem, "condition": r["condition"], "kind": r["layout_kind"], "pixel_nm": ps,

@@ -114,6 +114,7 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     config["execute"]["execute_notebooks"] = "off"
     (book / "_config.yml").write_text(yaml.safe_dump(config))
     shutil.copy(ROOT / "_toc.yml", book / "_toc.yml")
+    shutil.copytree(ROOT / "_static", book / "_static")
     jb = Path(sys.executable).parent / "jupyter-book"
     r = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
@@ -126,12 +127,14 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
                               "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
         pages[ch.stem] = dom
         assert "<h1" in dom, ch.stem
-    # MathJax comes with the site (air-gapped fabs): no page fetches it, and the formulas are typeset offline
+    # MathJax and the widget scripts come with the site (air-gapped fabs): no page fetches a script, and the
+    # formulas are typeset offline
     site = book / "_build" / "html"
     assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert (site / "_static" / "widgets" / "embed-amd.js").exists()
     for page in site.rglob("*.html"):
         text = page.read_text(errors="replace")
-        assert not re.search(r"<script[^>]+src=\"(https?:)?//[^\"]*mathjax", text, re.I), page.name
+        assert not re.search(r"<script[^>]+src=\"(https?:)?//", text, re.I), page.name
     for stem in ("01_introduction", "05_loss_terms"):
         assert "<mjx-container" in pages[stem], f"{stem}: formulas not typeset"
     for stem, dom in pages.items():
