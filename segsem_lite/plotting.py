@@ -25,6 +25,7 @@ __all__ = [
     "plot_roughness_psd",
     "plot_design_alignment",
     "plot_epe_map",
+    "plot_layout_overlay",
 ]
 
 #: Colour of a contour by the kind of feature it encloses.
@@ -435,5 +436,28 @@ def plot_epe_map(image: np.ndarray, site, gauges, contours_px: Sequence = (), *,
     ax.set_ylim(image.shape[0] - 0.5, -0.5)
     ax.axis("off")
     ax.set_title(title or "EPE at the gauges along the design edges")
+    fig.tight_layout()
+    return fig
+
+
+def plot_layout_overlay(design: Sequence, contours: Sequence, box_nm: tuple[float, float, float, float], *,
+                        title: str = "") -> "matplotlib.figure.Figure":
+    """Design polygons (cyan) and contours (red) in layout nm, each drawn when its centre lies in ``box_nm``
+    (xmin, ymin, xmax, ymax)."""
+    import matplotlib.pyplot as plt
+
+    x0, y0, x1, y1 = box_nm
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    for polys, colour, lw in ((design, "tab:cyan", 1.2), (contours, "tab:red", 0.8)):
+        for poly in polys:
+            p = np.asarray(poly, float)
+            cx, cy = p.mean(axis=0)
+            if x0 <= cx <= x1 and y0 <= cy <= y1:
+                p = np.vstack([p, p[:1]])
+                ax.plot(p[:, 0], p[:, 1], color=colour, lw=lw)
+    ax.set_aspect("equal")
+    ax.set_xlabel("layout x (nm)")
+    ax.set_ylabel("layout y (nm)")
+    ax.set_title(title or "design (cyan), contours (red)")
     fig.tight_layout()
     return fig
