@@ -147,6 +147,25 @@ def _cmd_extract(args) -> int:
     return 1 if n_err else 0
 
 
+def _cmd_report(args) -> int:
+    import ast
+
+    from .report import run_chapter
+
+    params = {}
+    for pair in args.param or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SegSEMError(f"-p {pair!r}: expected NAME=VALUE, for example -p model=traditional")
+        try:
+            params[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name] = value
+    notebook, page = run_chapter(args.chapter, args.data, args.out, parameters=params)
+    print(f"wrote {notebook}" + (f" and {page}" if page else ""))
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from .batch import evaluate_dataset, format_table
 
@@ -240,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p, DEFAULT_MODEL)
     _add_engine_flags(p)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("report", help="run a chapter of the book on a dataset: executed notebook and HTML page")
+    p.add_argument("chapter", help="a chapter name such as 07_exposure_analysis, or a MyST .md / .ipynb file")
+    p.add_argument("data", type=Path, help="the dataset (the chapter's data_dir)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="another parameter of the chapter (a Python literal, else a string); repeatable")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("evaluate", help="standard against SegSEM per exposure case (the paper's Table I)")
     p.add_argument("dataset", type=Path)
