@@ -115,6 +115,7 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     (book / "_config.yml").write_text(yaml.safe_dump(config))
     shutil.copy(ROOT / "_toc.yml", book / "_toc.yml")
     shutil.copytree(ROOT / "_static", book / "_static")
+    shutil.copy(ROOT / "book" / "references.bib", book / "book" / "references.bib")
     jb = Path(sys.executable).parent / "jupyter-book"
     r = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
@@ -138,13 +139,16 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     for stem in ("01_introduction", "05_loss_terms"):
         assert "<mjx-container" in pages[stem], f"{stem}: formulas not typeset"
     for stem, dom in pages.items():
-        if stem not in ("91_api",):
+        if stem not in ("91_api", "99_references"):
             assert "<img" in dom or "<table" in dom, f"{stem}: no figure or table"
     for stem in ("02_sem_images", "05_loss_terms", "07_exposure_analysis"):
         assert "<img" in pages[stem] and "<table" in pages[stem], stem
     assert "application/vnd.jupyter.widget-state+json" in pages["06_gating_and_fallback"]
     assert "application/vnd.jupyter.widget-view+json" in pages["06_gating_and_fallback"]
     assert "autofunction" not in pages["91_api"] and "segment_image" in pages["91_api"]
+    # the bibliography: the paper by its arXiv number, cited from the introduction
+    assert "2602.20471" in pages["99_references"] and "Sauvola" in pages["99_references"]
+    assert "99_references.html#id" in pages["01_introduction"]
 
 
 def test_bad_parameter_fails_at_the_top(tmp_path):
