@@ -139,7 +139,7 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     for stem in ("01_introduction", "05_loss_terms"):
         assert "<mjx-container" in pages[stem], f"{stem}: formulas not typeset"
     for stem, dom in pages.items():
-        if stem not in ("91_api", "99_references"):
+        if stem not in ("91_api", "95_glossary", "99_references"):
             assert "<img" in dom or "<table" in dom, f"{stem}: no figure or table"
     for stem in ("02_sem_images", "05_loss_terms", "07_exposure_analysis"):
         assert "<img" in pages[stem] and "<table" in pages[stem], stem
@@ -149,6 +149,8 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     # the bibliography: the paper by its arXiv number, cited from the introduction
     assert "2602.20471" in pages["99_references"] and "Sauvola" in pages["99_references"]
     assert "99_references.html#id" in pages["01_introduction"]
+    # terms link to the glossary
+    assert "95_glossary.html#term-OPC" in pages["01_introduction"] and "term-EPE" in pages["08_contours_for_opc"]
 
 
 def test_bad_parameter_fails_at_the_top(tmp_path):
