@@ -261,7 +261,6 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
 
     pl = got.placement
     site, ps = pl.site, pl.site.pixel_size_nm
-    rows_px, cols_px = got.image.shape
     fx0, fy0, fx1, fy1 = got.field
     a = pl.alignment
     align_cols = {"align_dx_nm": _fmt(a.dx_nm), "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score)}
