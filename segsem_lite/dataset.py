@@ -191,6 +191,20 @@ def _deepest(mask: np.ndarray) -> tuple[float, float, float]:
     return float(x), float(y), float(dist[r, c])
 
 
+def _polygons_region(polygons: list, shape: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """The pixels whose centres lie inside any of the polygons ((x, y) px), on the polygons' box clipped to the
+    image: (region, x0, y0), the region's pixel (0, 0) being image pixel (x0, y0)."""
+    rows, cols = shape
+    pts = np.vstack(polygons)
+    x0, y0 = np.clip(np.floor(pts.min(axis=0)).astype(int), 0, [cols - 1, rows - 1])
+    x1, y1 = np.clip(np.ceil(pts.max(axis=0)).astype(int), 0, [cols - 1, rows - 1])
+    region = np.zeros((y1 - y0 + 1, x1 - x0 + 1), bool)
+    for p in polygons:
+        rr, cc = draw_polygon(p[:, 1] - y0, p[:, 0] - x0, region.shape)
+        region[rr, cc] = True
+    return region, int(x0), int(y0)
+
+
 def _visible_enough(region: np.ndarray, depth: float) -> bool:
     """Whether a feature cut by the border, ``depth`` px deep at its most interior point, can be segmented."""
     return region.sum() >= MIN_BORDER_AREA_PX and depth >= MIN_BORDER_WIDTH_PX / 2
@@ -606,13 +620,8 @@ class Dataset:
                 continue
             whole = abs(polygon_area(poly))
             touches = sum(abs(polygon_area(p)) for p in inside) < whole - 1e-6
-            x0, y0 = np.floor(np.vstack(inside).min(axis=0)).astype(int)
-            x1, y1 = np.ceil(np.vstack(inside).max(axis=0)).astype(int)
-            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(cols - 1, x1), min(rows - 1, y1)
-            region = np.zeros((y1 - y0 + 1, x1 - x0 + 1), bool)
-            for p in inside:
-                rr, cc = draw_polygon(p[:, 1] - y0, p[:, 0] - x0, region.shape)
-                region[rr, cc] = True
+            region, x0, y0 = _polygons_region(inside, shape)
+            x1, y1 = x0 + region.shape[1] - 1, y0 + region.shape[0] - 1
             if not region.any():
                 continue
             x, y, depth = _deepest(region)
@@ -767,18 +776,18 @@ class Dataset:
                 design = design_for(key)
                 if shape is None:
                     raise SegSEMError(f"{where}: image shape needed to place layout prompts")
-                region = np.zeros(shape, bool)
-                for p in design.polygons:
-                    rr, cc = draw_polygon(p[:, 1], p[:, 0], shape)
-                    region[rr, cc] = True
-                touches = bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
+                region, ox, oy = _polygons_region(design.polygons, shape)
                 if not region.any():
                     continue
+                touches = bool((oy == 0 and region[0].any()) or (ox == 0 and region[:, 0].any())
+                               or (oy + region.shape[0] == shape[0] and region[-1].any())
+                               or (ox + region.shape[1] == shape[1] and region[:, -1].any()))
                 x, y, depth = _deepest(region)
                 if touches and (not border or not _visible_enough(region, depth)):
                     continue
                 label = int(key) if key.isdigit() else None
-                out.append(Target(label=label, prompt_xy=(x, y), design=design, touches_border=touches, **common))
+                out.append(Target(label=label, prompt_xy=(x + ox, y + oy), design=design, touches_border=touches,
+                                  **common))
             return out
         if image is not None:
             return self._discover(stem, image, common, border)

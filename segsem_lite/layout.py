@@ -299,6 +299,12 @@ MIN_ALIGN_SCORE = 0.25
 MAX_ALIGN_AMBIGUITY = 0.92
 
 
+def _window_sums(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sum of ``a`` over every h x w window (the 'valid' positions), from cumulative sums."""
+    c = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+
 def _ncc(search: np.ndarray, template: np.ndarray) -> np.ndarray:
     """Normalised cross-correlation of ``template`` at every position inside ``search`` ('valid' positions).
 
@@ -314,12 +320,8 @@ def _ncc(search: np.ndarray, template: np.ndarray) -> np.ndarray:
     num = fftconvolve(s, t[::-1, ::-1], mode="valid")
     h, w = t.shape
 
-    def box(a: np.ndarray) -> np.ndarray:
-        c = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-        return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
-
     n = h * w
-    ssum, ssq = box(s), box(s * s)
+    ssum, ssq = _window_sums(s, h, w), _window_sums(s * s, h, w)
     var = np.clip(ssq - ssum * ssum / n, 0, None)
     floor = 1e-3 * float(var.max()) if var.size else 0.0
     out = np.where(var > floor, num / (np.sqrt(np.maximum(var, floor)) * tn + 1e-12), 0.0)
@@ -369,17 +371,13 @@ def _fit_map(search: list[np.ndarray], template: np.ndarray) -> np.ndarray:
     h, w = t.shape
     n = h * w
 
-    def box(a: np.ndarray) -> np.ndarray:
-        c = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-        return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
-
     k = len(search)
-    sums = [box(s) for s in search]
+    sums = [_window_sums(s, h, w) for s in search]
     cross = [fftconvolve(s, t[::-1, ::-1], mode="valid") for s in search]  # template is centred: no mean term
     gram = np.empty(cross[0].shape + (k, k))
     for i in range(k):
         for j in range(i, k):
-            gram[..., i, j] = gram[..., j, i] = box(search[i] * search[j]) - sums[i] * sums[j] / n
+            gram[..., i, j] = gram[..., j, i] = _window_sums(search[i] * search[j], h, w) - sums[i] * sums[j] / n
     b = np.stack(cross, axis=-1)
     scale = np.einsum("...ii->...i", gram).max(axis=-1, keepdims=True)[..., None]
     ok = scale[..., 0, 0] > 1e-3 * float(scale.max())

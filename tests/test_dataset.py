@@ -115,7 +115,11 @@ def test_inference_only_targets_come_from_layout(tmp_path):
     ds = Dataset(root)
     assert not ds.has_masks and ds.load_mask("s0") is None
     (t,) = ds.targets("s0", shape=(32, 32))
-    assert t.label == 1 and 8 <= t.prompt_xy[0] <= 19
+    assert t.label == 1 and 8 <= t.prompt_xy[0] <= 19 and 8 <= t.prompt_xy[1] <= 19 and not t.touches_border
+    # a feature cut by the right border: flagged, prompted inside what the image shows of it
+    (root / "layout" / "s0.json").write_text(json.dumps({"features": {"2": [[[20, 4], [40, 4], [40, 28], [20, 28]]]}}))
+    (t,) = Dataset(root).targets("s0", shape=(32, 32))
+    assert t.label == 2 and t.touches_border and 20 <= t.prompt_xy[0] <= 31 and 4 <= t.prompt_xy[1] <= 28
 
 
 def test_check_passes_and_summarises(small_dataset):
