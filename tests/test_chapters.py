@@ -149,6 +149,8 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     # the bibliography: the paper by its arXiv number, cited from the introduction
     assert "2602.20471" in pages["99_references"] and "Sauvola" in pages["99_references"]
     assert "99_references.html#id" in pages["01_introduction"]
+    # a chapter launches on Binder from the repository, and downloads as a notebook
+    assert "mybinder.org/v2/gh/segsem-lite/segsem_lite" in pages["07_exposure_analysis"]
     # terms link to the glossary
     assert "95_glossary.html#term-OPC" in pages["01_introduction"] and "term-EPE" in pages["08_contours_for_opc"]
 
