@@ -265,6 +265,11 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
     a = pl.alignment
     align_cols = {"align_dx_nm": _fmt(a.dx_nm), "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score)}
 
+    def unmatched_row(kind: str, label: str, x: float, y: float) -> dict:
+        (lx, ly), = site.to_layout([[x, y]])
+        return {"stem": stem, "kind": kind, "label": label, "x_px": f"{x:.2f}", "y_px": f"{y:.2f}",
+                "x_nm": f"{lx:.2f}", "y_nm": f"{ly:.2f}"}
+
     def in_field(xy_px: np.ndarray) -> np.ndarray:
         return (xy_px[:, 0] >= fx0) & (xy_px[:, 0] <= fx1 - 1) & (xy_px[:, 1] >= fy0) & (xy_px[:, 1] <= fy1 - 1)
 
@@ -276,19 +281,22 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
         poly = pl.polygons.get(t.label)
         cs = contours.get(key)
         col = dict(align_cols)
-        region = rasterize_polygons(list(t.design.polygons), got.image.shape) >= 0.5
+        printed = False
         if cs:
             mask = _rasterise(cs, got.image.shape)
-            near = ndi.binary_dilation(region, iterations=int(np.ceil(grow)))
-            printed = mask.any() and (mask & near).sum() >= 0.5 * mask.sum() and (mask & region).sum() >= 0.1 * region.sum()
-        else:
-            printed = False
+            # the design's pixels on its box, widened by the dilation (not on the whole image: many targets)
+            g = int(np.ceil(grow))
+            pts = np.vstack(t.design.polygons)
+            bx0, by0 = np.maximum(np.floor(pts.min(axis=0)).astype(int) - g - 1, 0)
+            bx1, by1 = np.minimum(np.ceil(pts.max(axis=0)).astype(int) + g + 2, got.image.shape[::-1])
+            region = rasterize_polygons(list(t.design.polygons), (by1 - by0, bx1 - bx0), origin=(bx0, by0)) >= 0.5
+            near = ndi.binary_dilation(region, iterations=g)
+            crop = mask[by0:by1, bx0:bx1]
+            printed = bool(mask.any() and (crop & near).sum() >= 0.5 * mask.sum()
+                           and (crop & region).sum() >= 0.1 * region.sum())
         col["design_match"] = "printed" if printed else "not printed"
         if not printed:
-            x, y = t.prompt_xy
-            (lx, ly), = site.to_layout([[x, y]])
-            unmatched.append({"stem": stem, "kind": "not printed", "label": key, "x_px": f"{x:.2f}", "y_px": f"{y:.2f}",
-                              "x_nm": f"{lx:.2f}", "y_nm": f"{ly:.2f}"})
+            unmatched.append(unmatched_row("not printed", key, *t.prompt_xy))
         if poly is not None and cs:
             pts, nrm = edge_gauges(poly, gauge_step_nm)
             keep = in_field(site.to_pixels(pts)) if len(pts) else np.zeros(0, bool)
@@ -325,9 +333,7 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
         x, y = f.prompt_xy[0] + fx0, f.prompt_xy[1] + fy0
         if not designed[int(round(y)), int(round(x))]:
             extra += 1
-            (lx, ly), = site.to_layout([[x, y]])
-            unmatched.append({"stem": stem, "kind": "not in design", "label": "", "x_px": f"{x:.2f}", "y_px": f"{y:.2f}",
-                              "x_nm": f"{lx:.2f}", "y_nm": f"{ly:.2f}"})
+            unmatched.append(unmatched_row("not in design", "", x, y))
     folder = out / stem
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / f"{stem}.gauges.csv", lambda tmp: _write_rows(tmp, gauge_rows, GAUGE_FIELDS))
