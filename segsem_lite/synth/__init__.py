@@ -76,6 +76,7 @@ def make_sample(
     kind: str | None = None,
     bit_depth: int = 8,
     pixel_size_nm: float | None = None,
+    roughness: bool = True,
 ) -> SyntheticSample:
     """Generate one CD-SEM image and its ground truth.
 
@@ -92,6 +93,10 @@ def make_sample(
     bit_depth : {8, 16}
     pixel_size_nm : float, optional
         Drawn around 1 nm/px when omitted.
+    roughness : bool
+        Line-edge roughness as the exposure case sets it; without it the features print as
+        the blurred design at the dose (for checks that need the printed pattern exactly
+        where the design puts it).
 
     Returns
     -------
@@ -108,7 +113,7 @@ def make_sample(
     dose = cond.dose * rng.uniform(0.985, 1.015)
     aerial = lithography.aerial_image(coverage, blur_nm=OPTICAL_BLUR_NM, defocus_nm=cond.defocus_nm, pixel_size_nm=ps)
     printed = lithography.print_pattern(
-        aerial, tone=clip.tone, dose=dose, ler_nm=cond.ler_nm,
+        aerial, tone=clip.tone, dose=dose, ler_nm=cond.ler_nm if roughness else 0.0,
         blur_nm=lithography.effective_blur_nm(OPTICAL_BLUR_NM, cond.defocus_nm), pixel_size_nm=ps, rng=rng
     )
     instances = lithography.assign_instances(printed, design_labels)

@@ -47,7 +47,8 @@ def clip_to_layout(clip: LayoutClip, center_nm: tuple[float, float], shape: tupl
 
 def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 384, max_offset_nm: float = 100.0,
                        renderer: str = "physics", pixel_nm: tuple[float, float] = (0.6, 2.0),
-                       layer: tuple[int, int] = (1, 0), overscan: float = 0.0) -> Path:
+                       layer: tuple[int, int] = (1, 0), overscan: float = 0.0,
+                       roughness: bool = True) -> Path:
     """Write ``chip.gds``, ``images/``, ``masks/`` (labels = layout polygon ids) and ``meta.csv``.
 
     Parameters
@@ -70,6 +71,10 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         The layout clip (and the rendering) extends this fraction of the image side beyond
         each border, and the image is its centre: features run past the image's borders
         and the design holds more than the image shows, as on a real chip.
+    roughness : bool
+        Line-edge roughness on the printed features. It moves each printed feature off its
+        design by up to a few nm, so the true site is only as exact as the print; without
+        it the printed pattern sits where the design puts it (up to a symmetric CD bias).
 
     Returns
     -------
@@ -100,7 +105,8 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         case = EXPOSURE_CASES[i % len(EXPOSURE_CASES)].case
         pad = int(round(overscan * size))
         full = size + 2 * pad
-        sample = make_sample(case, np.random.SeedSequence([seed, i]), size=full, kind=kind, pixel_size_nm=ps)
+        sample = make_sample(case, np.random.SeedSequence([seed, i]), size=full, kind=kind, pixel_size_nm=ps,
+                             roughness=roughness)
         center = ((i % cols_grid) * SITE_PITCH_NM, -(i // cols_grid) * SITE_PITCH_NM)
         # the centre pixel of the full rendering is the centre pixel of its central crop
         polys = clip_to_layout(sample.clip, center, (full, full), ps)
@@ -116,7 +122,8 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
             site_px = [np.column_stack([(p[:, 0] - center[0]) / ps + full / 2, full / 2 - (p[:, 1] - center[1]) / ps])
                        for p in polys]
             rendered = render_independent(np.random.SeedSequence([seed, i, 1]), appearance=CONDITIONS[condition],
-                                          size=full, tone=sample.clip.tone, outlines=site_px, pixel_size_nm=ps)
+                                          size=full, tone=sample.clip.tone, outlines=site_px, pixel_size_nm=ps,
+                                          roughness=roughness)
             image, labels = rendered.image, rendered.instances
         image, labels = image[pad:pad + size, pad:pad + size], labels[pad:pad + size, pad:pad + size]
         relabel = np.zeros(int(labels.max()) + 1, np.int32)

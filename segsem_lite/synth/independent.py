@@ -237,7 +237,9 @@ def _draw(outlines: list[np.ndarray], size: int) -> np.ndarray:
     """Label image at _SS x resolution (0 outside)."""
     big = np.zeros((size * _SS, size * _SS), np.int32)
     for i, o in enumerate(outlines):
-        pts = np.round(o * _SS * 16).astype(np.int32)  # 4 fractional bits
+        # cv2 puts sub-pixel j's centre at j; in the outline's frame (pixel c spanning [c, c+1]) it is at
+        # (j + 0.5) / _SS, so the outline moves by half a sub-pixel before drawing
+        pts = np.round((o * _SS - 0.5) * 16).astype(np.int32)  # 4 fractional bits
         cv2.fillPoly(big, [pts.reshape(-1, 1, 2)], int(i + 1), lineType=cv2.LINE_8, shift=4)
     return big
 
@@ -259,6 +261,7 @@ def render_independent(
     feature_px: float | None = None,
     outlines: list | None = None,
     pixel_size_nm: float | None = None,
+    roughness: bool = True,
 ) -> IndependentSample:
     """Render one SEM image with the second appearance model.
 
@@ -281,6 +284,8 @@ def render_independent(
         in the instances, whether or not it is visible.
     pixel_size_nm : float, optional
         Drawn from the appearance's range when omitted.
+    roughness : bool
+        Rough edges (line-edge roughness); without it the outlines are drawn as given.
 
     Returns
     -------
@@ -299,7 +304,8 @@ def render_independent(
     given = outlines is not None
     outlines = [np.asarray(o, float) for o in outlines] if given else _pattern(pattern, size, cd, rng)
     ler_px = min(rng.uniform(0.3, 1.5) / ps + 0.15, 0.05 * cd)
-    outlines = [_rough(o, ler_px, corr=max(1.0, 8.0 / ps), rng=rng) for o in outlines]
+    if roughness:
+        outlines = [_rough(o, ler_px, corr=max(1.0, 8.0 / ps), rng=rng) for o in outlines]
     big = _draw(outlines, size)
     feat_big = big > 0
     resist_big = feat_big if tone == "line" else ~feat_big
