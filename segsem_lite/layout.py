@@ -281,6 +281,10 @@ class Alignment:
         Score above ``min_score`` and ambiguity below ``max_ambiguity``.
     message : str
         Why it is not trusted, when it is not.
+    print_model : (float, float)
+        The printed-design model the sub-pixel refinement chose (``align_to_design``): the
+        design blurred by a Gaussian of this sigma (nm) and cut at this level; (0, 0.5) is
+        the design as drawn.
     """
 
     dx_nm: float
@@ -291,6 +295,7 @@ class Alignment:
     ambiguity: float
     ok: bool
     message: str = ""
+    print_model: tuple = (0.0, 0.5)
 
 
 #: Below this normalised cross-correlation the alignment is flagged.
@@ -387,6 +392,29 @@ def _fit_map(search: list[np.ndarray], template: np.ndarray) -> np.ndarray:
     return np.where(ok, np.sqrt(r2), 0.0)
 
 
+#: Charging tails (px) modelled along the scan: a charged feature leaves a tail that decays over a few to a few
+#: tens of pixels after each edge along the fast scan (+x); a linear mix of these two covers that range.
+SCAN_TAILS_PX = (4.0, 16.0)
+
+
+def _scan_tails(fill: np.ndarray) -> list[np.ndarray]:
+    """What a charging tail along the fast scan (+x) adds to an image of ``fill``, one map per tail length."""
+    from scipy.signal import lfilter
+
+    out = []
+    for tail in SCAN_TAILS_PX:
+        a = float(np.exp(-1.0 / tail))
+        start = fill[:, :1]
+        lagged = lfilter([1 - a], [1, -a], fill - start, axis=1) + start
+        out.append(lagged - fill)
+    return out
+
+
+def _design_maps(fill: np.ndarray, sigma: float) -> list[np.ndarray]:
+    """The maps an SEM image of the design is fitted by: its fill, its edge line and its charging tails."""
+    return [fill, ndi.gaussian_gradient_magnitude(fill, sigma), *_scan_tails(fill)]
+
+
 def _sigma_px(pixel_size_nm: float) -> float:
     """Smoothing and edge-line scale: about 2 nm, at least 1 px, at most 3 px."""
     return float(np.clip(2.0 / pixel_size_nm, 1.0, 3.0))
@@ -400,6 +428,11 @@ FINE_SEARCH_PX = 3
 #: ... with the background removed at this scale (px, at least 3 edge scales): charging tails along the scan
 #: and drift are slower than edges, and leave the refinement alone.
 FINE_BACKGROUND_PX = 8.0
+#: Printed-design models tried by the sub-pixel refinement, (Gaussian sigma in nm, level): lithography prints
+#: a design blurred and cut at a dose-dependent level, so line ends pull back and corners round. Matching the
+#: drawn design to such a print pulls the optimum towards whichever end or corner shows the stronger edge; the
+#: model that explains the image best sets the refinement instead.
+PRINT_MODELS = ((0.0, 0.5),) + tuple((s, t) for s in (5.0, 9.0, 14.0) for t in (0.35, 0.5, 0.65))
 
 
 def _background_px(shape: tuple[int, int]) -> float:
@@ -416,7 +449,9 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     the shift that explains the image best wins. It is then refined within a few pixels
     with the background removed at a few edge widths (so a charging tail trailing each
     edge along the scan does not pull it), to sub-pixel precision by a parabola in each
-    axis. The alignment is flagged (``ok`` False, with the reason) when it scores low,
+    axis. The refinement tries the design as drawn and as lithography prints it (blurred
+    and cut at a level: line ends pulled back, corners rounded; :data:`PRINT_MODELS`)
+    and keeps the model that explains the image best. The alignment is flagged (``ok`` False, with the reason) when it scores low,
     when a second optimum fits nearly as well (a repeating pattern), when it lies at the
     search limit, or when the edges alone put the optimum elsewhere. The fill's weight may take either sign and the edge line's
     weight may be zero, so features darker or brighter than their surroundings, with or
@@ -447,27 +482,38 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
                                 origin=(-m, -m))
     if not canvas.any():
         return Alignment(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, False, "no design polygon near the site")
-    edge_line = ndi.gaussian_gradient_magnitude(canvas, sigma)
+    design_maps = _design_maps(canvas, sigma)
 
-    def fit_map(bg: float, box: tuple | None = None) -> np.ndarray:
-        fill, line = _highpass(canvas, sigma, bg), _highpass(edge_line, sigma, bg)
-        img = _highpass(image, sigma, bg)[y0:y1, x0:x1]
-        if box is not None:
-            r0, c0, r1, c1 = box
-            fill, line = fill[r0:r1, c0:c1], line[r0:r1, c0:c1]
-        return _fit_map([fill, line], img)
+    def fit_map(bg: float, maps: list) -> np.ndarray:
+        return _fit_map([_highpass(a, sigma, bg) for a in maps], _highpass(image, sigma, bg)[y0:y1, x0:x1])
 
-    # which shift: the whole features count (robust to a repeating pattern)
-    fit = fit_map(_background_px((y1 - y0, x1 - x0)))
+    # which shift: the whole features count (robust to a repeating pattern); fill and edge only, as charging
+    # tails would also explain an edge one shift away and blur the distinction between optima
+    fit = fit_map(_background_px((y1 - y0, x1 - x0)), design_maps[:2])
     _, _, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
     r, c = np.unravel_index(int(np.argmax(fit)), fit.shape)
     # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
     # scan, or a slow drift, does not pull the optimum
-    fine_all = fit_map(max(FINE_BACKGROUND_PX, 3 * sigma))
+    fine_bg = max(FINE_BACKGROUND_PX, 3 * sigma)
+    fine_all = fit_map(fine_bg, design_maps)
     k = FINE_SEARCH_PX
     r0, c0 = max(0, r - k), max(0, c - k)
-    fine = fine_all[r0:r + k + 1, c0:c + k + 1]
-    x, y, _, _ = _peak(fine, exclude_px=np.inf)
+    r1, c1 = min(fine_all.shape[0], r + k + 1), min(fine_all.shape[1], c + k + 1)
+    img = _highpass(image, sigma, fine_bg)[y0:y1, x0:x1]
+    box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
+    # the filters reach this far: work on the part of the canvas around the box only
+    pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in PRINT_MODELS) / ps)))
+    q0, q1 = max(0, box[0] - pad), max(0, box[1] - pad)
+    part = canvas[q0:box[2] + pad, q1:box[3] + pad]
+    inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
+    best = (-1.0, 0.0, 0.0, PRINT_MODELS[0])
+    for blur_nm, level in PRINT_MODELS:
+        printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
+        maps = [_highpass(a, sigma, fine_bg)[inner] for a in _design_maps(printed, sigma)]
+        x, y, sc, _ = _peak(_fit_map(maps, img), exclude_px=np.inf)
+        if sc > best[0]:
+            best = (sc, x, y, (blur_nm, level))
+    _, x, y, print_model = best
     dx_px, dy_px = x + c0 - (m + x0), y + r0 - (m + y0)
     # the edges alone should agree on where the optimum is; when they put it elsewhere, something slow
     # (strong charging tails, drift) drives the whole-feature fit
@@ -483,7 +529,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         why.append(f"optimum at the search limit ({search_nm:g} nm)")
     if disagree > MAX_SCALE_DISAGREEMENT_PX:
         why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
-    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why))
+    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model)
 
 
 def register_images(image: np.ndarray, reference: np.ndarray, *, pixel_size_nm: float, search_nm: float = 150.0,

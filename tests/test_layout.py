@@ -149,6 +149,36 @@ def test_alignment_on_the_second_renderer_both_tones(chip_independent):
     assert np.median(np.abs(ex)) < 1.0
 
 
+@pytest.mark.parametrize("renderer", ["physics", "independent"])
+def test_alignment_is_exact_where_the_print_follows_the_design(tmp_path, renderer):
+    # without line-edge roughness the printed pattern sits where the design puts it (up to a symmetric bias,
+    # rounded corners and pulled-back line ends), so the true site is exact and so must the trusted alignment be
+    root = write_chip_dataset(tmp_path / renderer, n_sites=8, seed=31, size=320, renderer=renderer,
+                              pixel_nm=(1.0, 2.0), roughness=False)
+    ex, ey, ok = _offset_errors(root)
+    err = np.hypot(ex, ey)
+    assert ok.sum() >= 6 and (err[ok] < 0.5).all(), (np.round(err, 2), ok)
+
+
+def test_rounded_line_ends_brighter_at_one_end_align_exactly():
+    from scipy import ndimage as ndi
+
+    from segsem_lite.layout import rasterize_polygons
+
+    # three lines whose ends print pulled back and rounded (design blurred by 9 nm, cut at 0.5), the top ends
+    # twice as bright as the bottom ones: matched to the drawn rectangles, the brighter ends would pull the site
+    ps, shape = 1.5, (256, 256)
+    lines = [np.array([[x - 12, -120], [x + 12, -120], [x + 12, 120], [x - 12, 120]], float) for x in (-90, 0, 90)]
+    true = Site((7.0, -4.0), ps, shape)
+    fill = rasterize_polygons([true.to_pixels(p) for p in lines], shape)
+    printed = (ndi.gaussian_filter(fill, 9 / ps) > 0.5).astype(float)
+    ramp = np.linspace(2.0, 1.0, shape[0])[:, None]
+    image = 40 + 80 * printed * ramp + np.random.default_rng(3).normal(0, 4, shape)
+    a = align_to_design(image, lines, Site((7.0 + 60, -4.0 - 45), ps, shape))
+    assert a.ok and a.print_model != (0.0, 0.5)
+    assert abs(a.dx_nm + 60) < 0.3 * ps and abs(a.dy_nm - 45) < 0.3 * ps, a
+
+
 def test_alignment_is_flagged_when_the_design_is_not_there():
     rng = np.random.default_rng(0)
     noise = rng.normal(100, 10, (128, 128))
