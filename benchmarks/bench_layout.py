@@ -6,8 +6,8 @@ layout is written with one image per site and nominal sites off by up to +-100 n
 --layout`` does, and compared with the truth:
 
 - offset error: recovered site against the true site, px;
-- against the truth masks' own optimum: the same alignment run on the truth masks
-  (what the printed pattern allows at best; printing moves features off the design by
+- against the truth masks' own optimum: the same alignment run on the truth masks, the
+  design as drawn (what the printed pattern allows at best; printing moves features off the design by
   LER and dose, which no alignment can tell from a stage error);
 - EPE on the truth masks: gauges every 10 nm on the design edges, EPE of the truth
   masks' contours measured at the recovered site against at the true site, px.
@@ -65,7 +65,7 @@ def run(root: Path) -> pd.DataFrame:
         ms = (time.perf_counter() - t0) * 1e3
         mask = read_mask(root / "masks" / f"{stem}.png")
         truth_img = (mask > 0) * 200.0 + 20.0
-        g = align_to_design(truth_img, list(pl.polygons.values()), pl.nominal)
+        g = align_to_design(truth_img, list(pl.polygons.values()), pl.nominal, print_models=((0.0, 0.5),))
         ex, ey = r["true_x_nm"] - r["layout_x_nm"], r["true_y_nm"] - r["layout_y_nm"]
         a = pl.alignment
         true_site = Site((r["true_x_nm"], r["true_y_nm"]), ps, sem.image.shape)

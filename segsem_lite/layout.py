@@ -441,7 +441,7 @@ def _background_px(shape: tuple[int, int]) -> float:
 
 def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_nm: float = 150.0,
                     field: tuple[int, int, int, int] | None = None, min_score: float = MIN_ALIGN_SCORE,
-                    max_ambiguity: float = MAX_ALIGN_AMBIGUITY) -> Alignment:
+                    max_ambiguity: float = MAX_ALIGN_AMBIGUITY, print_models: tuple = PRINT_MODELS) -> Alignment:
     """Register the design, rasterised at the image's pixel size, to the image.
 
     At every shift within +-``search_nm`` the image is fitted by a linear mix of the
@@ -468,6 +468,9 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         Largest correction searched, each axis.
     field : (x0, y0, x1, y1), optional
         The image's field (the data bar left out).
+    print_models : tuple of (float, float)
+        Printed-design models the refinement tries, (blur sigma nm, level); ``((0.0, 0.5),)``
+        aligns the design as drawn.
 
     Returns
     -------
@@ -502,12 +505,12 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     img = _highpass(image, sigma, fine_bg)[y0:y1, x0:x1]
     box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
     # the filters reach this far: work on the part of the canvas around the box only
-    pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in PRINT_MODELS) / ps)))
+    pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in print_models) / ps)))
     q0, q1 = max(0, box[0] - pad), max(0, box[1] - pad)
     part = canvas[q0:box[2] + pad, q1:box[3] + pad]
     inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
-    best = (-1.0, 0.0, 0.0, PRINT_MODELS[0])
-    for blur_nm, level in PRINT_MODELS:
+    best = (-1.0, 0.0, 0.0, print_models[0])
+    for blur_nm, level in print_models:
         printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
         maps = [_highpass(a, sigma, fine_bg)[inner] for a in _design_maps(printed, sigma)]
         x, y, sc, _ = _peak(_fit_map(maps, img), exclude_px=np.inf)
