@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 
+import numpy as np
+
 from .config import GateConfig
 from .gate import regate
 
-__all__ = ["gate_explorer"]
+__all__ = ["gate_explorer", "threshold_sweep"]
 
 
 def gate_explorer(results, designs, truths, config: GateConfig = GateConfig()):
@@ -71,3 +73,41 @@ def gate_explorer(results, designs, truths, config: GateConfig = GateConfig()):
         s.observe(update, names="value")
     update()
     return box
+
+
+def threshold_sweep(results, designs, truths, fallback_masks, *, taus=np.linspace(0.5, 1.0, 11),
+                    config: GateConfig = GateConfig()):
+    """The gate re-run at several confidence thresholds: a static view of what the sliders show.
+
+    Parameters
+    ----------
+    results : sequence of SegmentationResult
+        From ``segment_image(..., keep_candidates=True)``.
+    designs : sequence of Design or None
+    truths : sequence of (M, N) bool ndarray
+    fallback_masks : sequence of (M, N) bool ndarray
+        The fallback's mask for each target.
+    taus : sequence of float
+        Values of ``tau_conf``; the other thresholds stay as ``config`` sets them.
+    config : GateConfig
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per threshold: ``tau_conf``, ``fallbacks`` (targets), ``sam2`` (targets accepted)
+        and ``iou``, the mean IoU of the masks used (the accepted candidate or the
+        fallback's mask, before refinement and edge placement).
+    """
+    import pandas as pd
+
+    from .metrics import iou
+
+    rows = []
+    for tau in taus:
+        decisions = regate(results, designs, replace(config, tau_conf=float(tau)))
+        used = [iou(r.candidates[d.accepted_index], t) if d.accepted else iou(f, t)
+                for r, d, t, f in zip(results, decisions, truths, fallback_masks)]
+        n_fb = sum(not d.accepted for d in decisions)
+        rows.append({"tau_conf": float(tau), "fallbacks": n_fb, "sam2": len(decisions) - n_fb,
+                     "iou": float(np.mean(used)) if used else np.nan})
+    return pd.DataFrame(rows)

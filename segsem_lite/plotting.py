@@ -14,6 +14,8 @@ __all__ = [
     "plot_average_exposure",
     "plot_contour_zoom",
     "plot_table_one",
+    "plot_threshold_sweep",
+    "plot_message",
     "plot_term_maps",
     "plot_training_curves",
     "plot_iou_distributions",
@@ -123,14 +125,18 @@ def plot_contour_zoom(image: np.ndarray, results: Sequence, *, truth: np.ndarray
 
 
 def plot_table_one(per_case, *, metrics: Sequence[str] = ("iou", "f1")) -> "matplotlib.figure.Figure":
-    """Per exposure case, standard against SegSEM (means with standard deviations), and fallbacks."""
+    """Per exposure case, standard, standard + edge placement and SegSEM (means with standard deviations), and
+    fallbacks."""
     fig, axes = _figure(1, len(metrics) + 1, size=3.6)
     cases = [str(c) for c in per_case["exposure_case"]]
     x = np.arange(len(cases))
+    bars = (("standard", -0.27, _colour("standard"), None), ("standard_ep", 0.0, _colour("standard"), "//"),
+            ("segsem", 0.27, _colour("sam2"), None))
+    names = {"standard": "standard", "standard_ep": "standard + edge placement", "segsem": "SegSEM"}
     for ax, m in zip(axes[0], metrics):
-        for name, dx, col in (("standard", -0.18, _colour("standard")), ("segsem", 0.18, _colour("sam2"))):
-            ax.bar(x + dx, per_case[f"{m}_{name}_mean"], 0.36, yerr=per_case[f"{m}_{name}_std"], color=col,
-                   label=name, capsize=2)
+        for name, dx, col, hatch in bars:
+            ax.bar(x + dx, per_case[f"{m}_{name}_mean"], 0.27, yerr=per_case[f"{m}_{name}_std"], color=col,
+                   hatch=hatch, edgecolor="white" if hatch else None, label=names[name], capsize=2)
         ax.set_xticks(x, cases)
         ax.set_xlabel("exposure case")
         ax.set_ylabel(m)
@@ -216,8 +222,40 @@ def plot_mask_examples(examples: Sequence[dict], *, crop: int = 96) -> "matplotl
             ax.contour(ex["pred"][sl], [0.5], colors=[_colour(ex.get("source", "sam2"))], linewidths=0.8)
         if ex.get("prompt_xy") is not None:
             ax.plot(ex["prompt_xy"][0] - c0, ex["prompt_xy"][1] - r0, "+", color="yellow", ms=7)
-        ax.set_title(ex.get("title", ""), fontsize=8)
+        ax.set_title(ex.get("title", ""), fontsize=9)
         ax.set_axis_off()
+    _legend_truth_and_sources(fig, {ex.get("source", "sam2") for ex in examples})
+    return fig
+
+
+_SOURCE_NAMES = {"sam2": "SAM2 mask", "fallback": "fallback mask", "standard": "standard pipeline"}
+
+
+def _legend_truth_and_sources(fig, sources) -> None:
+    """A legend under the panels: the truth's colour and each mask source's."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=_colour("truth"), lw=1.5, label="truth")]
+    handles += [Line2D([], [], color=_colour(s), lw=1.5, label=_SOURCE_NAMES.get(s, s)) for s in sorted(sources)]
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+
+
+def plot_threshold_sweep(sweep, *, tau: float | None = None) -> "matplotlib.figure.Figure":
+    """Targets that fall back and mean IoU of the masks used, against the gate's confidence threshold."""
+    fig, axes = _figure(1, 1, size=4.2)
+    ax = axes[0, 0]
+    ax.plot(sweep["tau_conf"], sweep["fallbacks"], "o-", color=_colour("fallback"), label="targets that fall back")
+    ax.set_xlabel("tau_conf")
+    ax.set_ylabel("targets that fall back")
+    ax2 = ax.twinx()
+    ax2.plot(sweep["tau_conf"], sweep["iou"], "s--", color=_colour("sam2"), label="mean IoU of the masks used")
+    ax2.set_ylabel("mean IoU of the masks used")
+    ax2.set_ylim(0, 1)
+    if tau is not None:
+        ax.axvline(tau, color="k", lw=0.8, ls=":", label=f"tau_conf = {tau:.2f}")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
 
@@ -460,4 +498,13 @@ def plot_layout_overlay(design: Sequence, contours: Sequence, box_nm: tuple[floa
     ax.set_ylabel("layout y (nm)")
     ax.set_title(title or "design (cyan), contours (red)")
     fig.tight_layout()
+    return fig
+
+
+def plot_message(text: str) -> "matplotlib.figure.Figure":
+    """A small figure that says why there is nothing to show (a chapter's figure on data without such a case)."""
+    fig, axes = _figure(1, 1, size=1.0)
+    fig.set_size_inches(6.0, 0.8)
+    axes[0, 0].text(0.5, 0.5, text, ha="center", va="center", fontsize=10)
+    axes[0, 0].set_axis_off()
     return fig
