@@ -450,11 +450,12 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     with the background removed at a few edge widths (so a charging tail trailing each
     edge along the scan does not pull it), to sub-pixel precision by a parabola in each
     axis. The refinement tries the design as drawn and as lithography prints it (blurred
-    and cut at a level: line ends pulled back, corners rounded; :data:`PRINT_MODELS`)
-    and keeps the model that explains the image best. The alignment is flagged (``ok`` False, with the reason) when it scores low,
-    when a second optimum fits nearly as well (a repeating pattern), when it lies at the
-    search limit, or when the edges alone put the optimum elsewhere. The fill's weight may take either sign and the edge line's
-    weight may be zero, so features darker or brighter than their surroundings, with or
+    and cut at a level: line ends pulled back, corners rounded; :data:`PRINT_MODELS`),
+    with charging tails along the scan in the fit, and keeps the model that explains the
+    image best. The alignment is flagged (``ok`` False, with the reason) when it scores
+    low, when a second optimum fits nearly as well (a repeating pattern), when it lies at
+    the search limit, or when the edges alone put the optimum elsewhere. The fill's weight
+    may take either sign and the edge line's weight may be zero, so features darker or brighter than their surroundings, with or
     without a bright edge ridge, align alike.
 
     Parameters
@@ -487,22 +488,26 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         return Alignment(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, False, "no design polygon near the site")
     design_maps = _design_maps(canvas, sigma)
 
-    def fit_map(bg: float, maps: list) -> np.ndarray:
-        return _fit_map([_highpass(a, sigma, bg) for a in maps], _highpass(image, sigma, bg)[y0:y1, x0:x1])
+    def highpass_field(bg: float) -> np.ndarray:
+        return _highpass(image, sigma, bg)[y0:y1, x0:x1]
+
+    def fit_map(maps: list, bg: float, img: np.ndarray, crop: tuple = (slice(None), slice(None))) -> np.ndarray:
+        return _fit_map([_highpass(a, sigma, bg)[crop] for a in maps], img)
 
     # which shift: the whole features count (robust to a repeating pattern); fill and edge only, as charging
     # tails would also explain an edge one shift away and blur the distinction between optima
-    fit = fit_map(_background_px((y1 - y0, x1 - x0)), design_maps[:2])
+    coarse_bg = _background_px((y1 - y0, x1 - x0))
+    fit = fit_map(design_maps[:2], coarse_bg, highpass_field(coarse_bg))
     _, _, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
     r, c = np.unravel_index(int(np.argmax(fit)), fit.shape)
     # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
     # scan, or a slow drift, does not pull the optimum
     fine_bg = max(FINE_BACKGROUND_PX, 3 * sigma)
-    fine_all = fit_map(fine_bg, design_maps)
+    img = highpass_field(fine_bg)
+    fine_all = fit_map(design_maps, fine_bg, img)
     k = FINE_SEARCH_PX
     r0, c0 = max(0, r - k), max(0, c - k)
     r1, c1 = min(fine_all.shape[0], r + k + 1), min(fine_all.shape[1], c + k + 1)
-    img = _highpass(image, sigma, fine_bg)[y0:y1, x0:x1]
     box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
     # the filters reach this far: work on the part of the canvas around the box only
     pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in print_models) / ps)))
@@ -512,8 +517,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     best = (-1.0, 0.0, 0.0, print_models[0])
     for blur_nm, level in print_models:
         printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
-        maps = [_highpass(a, sigma, fine_bg)[inner] for a in _design_maps(printed, sigma)]
-        x, y, sc, _ = _peak(_fit_map(maps, img), exclude_px=np.inf)
+        x, y, sc, _ = _peak(fit_map(_design_maps(printed, sigma), fine_bg, img, inner), exclude_px=np.inf)
         if sc > best[0]:
             best = (sc, x, y, (blur_nm, level))
     _, x, y, print_model = best
