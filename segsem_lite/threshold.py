@@ -369,7 +369,7 @@ def _at_prompt(img: np.ndarray, prompt_xy, feature: float, scale: ImageScale, co
     rows, cols = img.shape
     r, c = pixel_of_point(prompt_xy)
     half = int(max(1.5 * feature, 24))
-    for _ in range(4):
+    while True:  # the crop doubles until the component stops at its own edge, or the crop is the whole image
         r0, r1, c0, c1 = _crop_box(img.shape, (r, c), half)
         if extent is not None:  # at least where the feature was seen, with a margin of half a crop
             m = half // 2

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.filters import threshold_sauvola
 
-from segsem_lite import SegSEMError
+from segsem_lite import SegSEMError, iou
 from segsem_lite.threshold import component_at, fallback_mask, sauvola_mask, sauvola_threshold, to_unit_float
 
 
@@ -118,21 +118,43 @@ def test_fallback_on_pure_noise_finds_nothing():
     assert not fallback_mask(np.zeros((40, 40), np.uint8), (20.0, 20.0)).any()
 
 
-def test_large_crops_swept_at_reduced_size_agree_with_full_size(monkeypatch):
-    # a line across a 1024 px image grows the crop to the whole image: the sweep runs on a half-size copy and
-    # the boundary is decided at full size; it agrees with sweeping at full size
-    from segsem_lite import threshold
+def _line_across_a_large_image():
     from segsem_lite.dataset import interior_point
     from segsem_lite.synth.independent import Appearance, render_independent
 
     s = render_independent(5, appearance=Appearance(charging=(0.0, 0.0), drift=(0.0, 0.0)), size=1024,
                            pattern="grating", tone="line", feature_px=40)
     labels = [lab for lab in range(1, s.instances.max() + 1) if (s.instances == lab).sum() > 20000]
-    prompt = interior_point(s.instances == labels[len(labels) // 2])
+    truth = s.instances == labels[len(labels) // 2]
+    return s.image, truth, interior_point(truth)
+
+
+def test_large_crops_grow_to_the_whole_line_and_sweep_at_reduced_size(monkeypatch):
+    # a line across a 1024 px image grows the crop to the whole image (however many doublings that takes): the
+    # sweep runs on a half-size copy and the boundary is decided at full size; that loses nothing against
+    # sweeping at full size
+    from segsem_lite import threshold
+
+    image, truth, prompt = _line_across_a_large_image()
     calls, original = [], threshold._full_resolution
     monkeypatch.setattr(threshold, "_full_resolution", lambda *a, **k: calls.append(1) or original(*a, **k))
-    reduced = fallback_mask(s.image, prompt)
+    reduced = fallback_mask(image, prompt)
     assert calls, "the reduced sweep was used"
+    cols = np.flatnonzero(reduced.any(axis=0))
+    assert cols[0] == 0 and cols[-1] == image.shape[1] - 1, "the mask runs the whole length of the line"
     monkeypatch.setattr(threshold, "_LARGE_CROP", 10**6)
-    full = fallback_mask(s.image, prompt)
+    full = fallback_mask(image, prompt)
+    assert iou(reduced, truth) >= iou(full, truth) - 0.02
+
+
+@pytest.mark.xfail(strict=True, reason="issue #14: on this line (an edge band inside the resist) the full-size sweep "
+                                       "puts the boundary inside the band (IoU 0.56 against the truth, the reduced "
+                                       "sweep 0.79), so the two disagree")
+def test_large_crops_swept_at_reduced_size_agree_with_full_size(monkeypatch):
+    from segsem_lite import threshold
+
+    image, _, prompt = _line_across_a_large_image()
+    reduced = fallback_mask(image, prompt)
+    monkeypatch.setattr(threshold, "_LARGE_CROP", 10**6)
+    full = fallback_mask(image, prompt)
     assert reduced.sum() > 10000 and (reduced & full).sum() / (reduced | full).sum() > 0.9
