@@ -8,12 +8,13 @@ notebook and a standalone HTML page of it land in OUT.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import SegSEMError
 
-__all__ = ["book_dir", "chapter_names", "chapter_parameters", "run_chapter"]
+__all__ = ["book_dir", "chapter_names", "chapter_parameters", "paste_glue", "run_chapter"]
 
 
 def book_dir() -> Path:
@@ -118,7 +119,71 @@ def run_chapter(chapter: str | Path, data: str | Path, out: str | Path, *, param
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        body, _ = HTMLExporter().from_notebook_node(paste_glue(nbformat.read(executed, as_version=4)))
         page = out / f"{src.stem}.html"
         page.write_text(body, encoding="utf-8")
     return executed, page
+
+
+_GLUE_PREFIX = "application/papermill.record/"
+_GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([\w.-]+)(?::([^`]*))?`")
+_GLUE_FIGURE = re.compile(r"```\{glue:figure\} ([\w.-]+)\n(?::[^\n]*\n)*\n?(.*?)\n?```", re.S)
+
+
+def _plain(text: str, spec: str) -> str:
+    """A glued value's text as myst-nb's ``{glue:text}`` role formats it."""
+    try:
+        value = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        value = text
+    if not spec:
+        return str(value)
+    try:
+        return format(float(value) if spec[-1] in "eEfFgGn%" else value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def paste_glue(nb):
+    """The executed chapter with its glued values pasted into the prose, for a page made without Sphinx.
+
+    The book's chapters state their results with myst-nb's ``glue``; Sphinx pastes them when it
+    builds the site. nbconvert does not, so the page ``segsem report`` writes gets the same text
+    (``{glue:text}`` roles) and figures (``{glue:figure}`` directives, with their captions) here,
+    and the other roles (terms, pages, citations, API names) read as their text.
+    """
+    values = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                values[name] = {k[len(_GLUE_PREFIX):]: v for k, v in o.get("data", {}).items() if k.startswith(_GLUE_PREFIX)}
+
+    def figure(m: "re.Match") -> str:
+        v = values.get(m.group(1), {})
+        caption = " ".join(m.group(2).split())
+        if "image/png" not in v:
+            return f"*{caption}*"
+        return f"![{caption}](data:image/png;base64,{v['image/png'].strip()})\n\n*{caption}*"
+
+    def role(m: "re.Match") -> str:
+        v = values.get(m.group(1))
+        return m.group(0) if v is None else _plain(v.get("text/plain", ""), m.group(2) or "")
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _ROLE.sub(_role_text, _GLUE_ROLE.sub(role, _GLUE_FIGURE.sub(figure, cell.source)))
+    return nb
+
+
+_ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
+
+
+def _role_text(m: "re.Match") -> str:
+    """What a Sphinx role reads as on a page made without Sphinx: a term or page by its text, code as code."""
+    kind, text = m.group(1), re.sub(r"\s*<[^>]*>$", "", m.group(2)).lstrip("~")
+    if kind.startswith("py:"):
+        return f"`{text}`"
+    if kind == "cite":
+        return f"[{text}]"
+    return text

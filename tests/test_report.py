@@ -23,6 +23,9 @@ def test_report_runs_a_chapter_on_a_dataset(tmp_path):
     assert "model = \"traditional\"" in "".join(injected[0]["source"])
     page = (out / "07_exposure_analysis.html").read_text()
     assert "<table" in page and "data:image/png;base64" in page
+    # the computed sentences and captioned figures of the site are on the page too, and no raw role
+    assert "SegSEM against the best classical path is" in page and "Table I per exposure case" in page
+    assert "{glue" not in page and "{term}" not in page and "{doc}" not in page
     assert any((out / "files").iterdir())  # the chapter's out_dir
 
 
