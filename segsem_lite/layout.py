@@ -353,6 +353,14 @@ def _peak(ncc: np.ndarray, exclude_px: float) -> tuple[float, float, float, floa
     return c + dx, r + dy, best, (second / best if best > 0 else 1.0)
 
 
+def _second_peak(ncc: np.ndarray, at: tuple, exclude_px: float) -> tuple[int, int]:
+    """(row, col) of the best local maximum of a correlation map further than ``exclude_px`` from ``at``."""
+    yy, xx = np.ogrid[:ncc.shape[0], :ncc.shape[1]]
+    away = (yy - at[0]) ** 2 + (xx - at[1]) ** 2 > exclude_px ** 2
+    cand = np.where(away & (ncc == ndi.maximum_filter(ncc, size=3)), ncc, -np.inf)
+    return tuple(int(v) for v in np.unravel_index(int(np.argmax(cand)), ncc.shape))
+
+
 def _highpass(image: np.ndarray, sigma: float, background: float) -> np.ndarray:
     """Smoothed at ``sigma`` (noise) with the slow background at ``background`` removed (charging drift)."""
     a = np.asarray(image, np.float64)
@@ -425,9 +433,20 @@ def _sigma_px(pixel_size_nm: float) -> float:
 MAX_SCALE_DISAGREEMENT_PX = 1.5
 #: The sub-pixel refinement looks this far (px) around the whole-feature optimum ...
 FINE_SEARCH_PX = 3
+#: ... re-centred on its best shift at most this many times while that lies on the window's edge (a long line
+#: with its ends in the field: the whole features fit equally well all along it) ...
+FINE_RECENTRES = 6
 #: ... with the background removed at this scale (px, at least 3 edge scales): charging tails along the scan
 #: and drift are slower than edges, and leave the refinement alone.
 FINE_BACKGROUND_PX = 8.0
+#: The refined fit must drop by at least this fraction of its optimum FINE_SEARCH_PX px away along both axes;
+#: along lines that run past the field it stays flat, and nothing fixes the position along them.
+MIN_PINNING = 0.01
+#: A coarse proposal whose refined fit is worse than the best by more than this lies in another basin.
+CLEARLY_WORSE_FIT = 0.05
+#: The whole features' fit at the refined optimum, at least this fraction of its best, is a plateau: the edges
+#: choose along it and do not disagree with it.
+PLATEAU = 0.99
 #: Printed-design models tried by the sub-pixel refinement, (Gaussian sigma in nm, level): lithography prints
 #: a design blurred and cut at a dose-dependent level, so line ends pull back and corners round. Matching the
 #: drawn design to such a print pulls the optimum towards whichever end or corner shows the stronger edge; the
@@ -446,17 +465,21 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
 
     At every shift within +-``search_nm`` the image is fitted by a linear mix of the
     design's fill and of its edge line (both smoothed, slow background removed from all);
-    the shift that explains the image best wins. It is then refined within a few pixels
-    with the background removed at a few edge widths (so a charging tail trailing each
-    edge along the scan does not pull it), to sub-pixel precision by a parabola in each
-    axis. The refinement tries the design as drawn and as lithography prints it (blurred
-    and cut at a level: line ends pulled back, corners rounded; :data:`PRINT_MODELS`),
-    with charging tails along the scan in the fit, and keeps the model that explains the
-    image best. The alignment is flagged (``ok`` False, with the reason) when it scores
-    low, when a second optimum fits nearly as well (a repeating pattern), when it lies at
-    the search limit, or when the edges alone put the optimum elsewhere. The fill's weight
-    may take either sign and the edge line's weight may be zero, so features darker or brighter than their surroundings, with or
-    without a bright edge ridge, align alike.
+    the shift that explains the image best is one proposal, and the same fit with charging
+    tails along the scan added to the mix is another (a strong tail can pull the first onto
+    itself). Each proposal is refined within a few pixels, with the background removed at a
+    few edge widths (so a tail trailing each edge does not pull it), to sub-pixel precision
+    by a parabola in each axis; the window follows the optimum while it lies on its edge
+    (along a long line the whole features fit equally well). The refinement tries the
+    design as drawn and as lithography prints it (blurred and cut at a level: line ends
+    pulled back, corners rounded; :data:`PRINT_MODELS`), with the tails in the fit, and the
+    proposal and model that explain the image best win. The alignment is flagged (``ok``
+    False, with the reason) when it scores low, when a second optimum fits nearly as well
+    and the refinement started there ends elsewhere (a repeating pattern), when it lies at
+    the search limit, or when the edges alone put the optimum elsewhere than the whole
+    features do. The fill's weight may take either sign and the edge line's weight may be
+    zero, so features darker or brighter than their surroundings, with or without a bright
+    edge ridge, align alike.
 
     Parameters
     ----------
@@ -494,46 +517,95 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     def fit_map(maps: list, bg: float, img: np.ndarray, crop: tuple = (slice(None), slice(None))) -> np.ndarray:
         return _fit_map([_highpass(a, sigma, bg)[crop] for a in maps], img)
 
-    # which shift: the whole features count (robust to a repeating pattern); fill and edge only, as charging
-    # tails would also explain an edge one shift away and blur the distinction between optima
+    # which shift: the whole features count (robust to a repeating pattern). Two coarse fits propose it: fill and
+    # edge only, and the same with charging tails along the scan. The tails blur the distinction between optima
+    # one shift apart, but without them a strong tail can pull the optimum onto the tail itself.
     coarse_bg = _background_px((y1 - y0, x1 - x0))
-    fit = fit_map(design_maps[:2], coarse_bg, highpass_field(coarse_bg))
-    _, _, score, amb = _peak(fit, exclude_px=max(3.0, 3 * sigma))
-    r, c = np.unravel_index(int(np.argmax(fit)), fit.shape)
+    coarse_img = highpass_field(coarse_bg)
+    proposals = []
+    seconds = []
+    fits = []
+    for maps in (design_maps[:2], design_maps):
+        fit = fit_map(maps, coarse_bg, coarse_img)
+        fits.append(fit)
+        _, _, sc, am = _peak(fit, exclude_px=max(3.0, 3 * sigma))
+        proposals.append((*np.unravel_index(int(np.argmax(fit)), fit.shape), sc, am))
+        seconds.append(_second_peak(fit, proposals[-1][:2], exclude_px=max(3.0, 3 * sigma)))
     # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
     # scan, or a slow drift, does not pull the optimum
     fine_bg = max(FINE_BACKGROUND_PX, 3 * sigma)
     img = highpass_field(fine_bg)
-    fine_all = fit_map(design_maps, fine_bg, img)
-    k = FINE_SEARCH_PX
-    r0, c0 = max(0, r - k), max(0, c - k)
-    r1, c1 = min(fine_all.shape[0], r + k + 1), min(fine_all.shape[1], c + k + 1)
-    box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
-    # the filters reach this far: work on the part of the canvas around the box only
     pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in print_models) / ps)))
-    q0, q1 = max(0, box[0] - pad), max(0, box[1] - pad)
-    part = canvas[q0:box[2] + pad, q1:box[3] + pad]
-    inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
-    best = (-1.0, 0.0, 0.0, print_models[0])
-    for blur_nm, level in print_models:
-        printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
-        x, y, sc, _ = _peak(fit_map(_design_maps(printed, sigma), fine_bg, img, inner), exclude_px=np.inf)
-        if sc > best[0]:
-            best = (sc, x, y, (blur_nm, level))
-    _, x, y, print_model = best
-    dx_px, dy_px = x + c0 - (m + x0), y + r0 - (m + y0)
-    # the edges alone should agree on where the optimum is; when they put it elsewhere, something slow
-    # (strong charging tails, drift) drives the whole-feature fit
+    n_rows, n_cols = canvas.shape[0] - img.shape[0] + 1, canvas.shape[1] - img.shape[1] + 1
+
+    def refine(r: int, c: int) -> tuple[float, float, float, tuple, float]:
+        """Best (score, x, y, print model, pinning) within FINE_SEARCH_PX of (r, c), re-centred while it sits on
+        the window's edge. The pinning is how much the fit drops from the optimum to the window's edge along the
+        flatter axis, relative to the optimum: about 0 when nothing fixes the position along that axis."""
+        k = FINE_SEARCH_PX
+        for _ in range(FINE_RECENTRES + 1):
+            r0, c0 = max(0, r - k), max(0, c - k)
+            r1, c1 = min(n_rows, r + k + 1), min(n_cols, c + k + 1)
+            box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
+            # the filters reach this far: work on the part of the canvas around the box only
+            q0, q1 = max(0, box[0] - pad), max(0, box[1] - pad)
+            part = canvas[q0:box[2] + pad, q1:box[3] + pad]
+            inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
+            best = (-1.0, 0.0, 0.0, print_models[0], 0.0)
+            for blur_nm, level in print_models:
+                printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
+                fm = fit_map(_design_maps(printed, sigma), fine_bg, img, inner)
+                x, y, sc, _ = _peak(fm, exclude_px=np.inf)
+                if sc > best[0]:
+                    pr, pc = np.unravel_index(int(np.argmax(fm)), fm.shape)
+                    drop = min(sc - max(fm[0, pc], fm[-1, pc]), sc - max(fm[pr, 0], fm[pr, -1]))
+                    best = (sc, x + c0, y + r0, (blur_nm, level), float(drop / sc) if sc > 0 else 0.0)
+            nr, nc = int(round(best[2])), int(round(best[1]))
+            # a long line or a wide plateau of the coarse fit: the optimum lies further along, follow it
+            if max(abs(nr - r), abs(nc - c)) < k or not (0 <= nr < n_rows and 0 <= nc < n_cols):
+                break
+            r, c = nr, nc
+        return best
+
+    refined = [refine(int(r), int(c)) for r, c, _, _ in proposals[:1]]
+    if np.hypot(proposals[1][0] - proposals[0][0], proposals[1][1] - proposals[0][1]) > 1.0:
+        refined.append(refine(int(proposals[1][0]), int(proposals[1][1])))
+    won = int(np.argmax([f[0] for f in refined]))
+    _, x, y, print_model, pinned = refined[won]
+    r, c, score, amb = proposals[won]
+    second = seconds[won]
+    dx_px, dy_px = x - (m + x0), y - (m + y0)
+    # the edges alone (the fine fit over the whole search) should agree with the whole features on where the
+    # optimum is; when they put it elsewhere, something slow (strong charging tails, drift) drives one of them.
+    # The fit without tails is the one asked, unless it fell into another basin that fits clearly worse: then
+    # the tails had fooled it, and the fit with tails is asked.
+    fine_all = fit_map(design_maps, fine_bg, img)
     fr, fc = np.unravel_index(int(np.argmax(fine_all)), fine_all.shape)
-    disagree = float(np.hypot(fr - r, fc - c))
+    fooled = won == 1 and (np.hypot(refined[0][1] - x, refined[0][2] - y) > 1.0
+                           and refined[0][0] < refined[1][0] - CLEARLY_WORSE_FIT)
+    disagree = float(np.hypot(fr - proposals[won if fooled else 0][0], fc - proposals[won if fooled else 0][1]))
+    # a second coarse optimum is a rival only when the fine stage, started there, ends elsewhere (a period of a
+    # grating); along a long line or a plateau it climbs back to the same optimum
+    # unless the whole features cannot tell the two apart: their fit at the refined optimum is as good as at their
+    # own (a plateau along a long line)
+    at = fits[0][int(np.clip(round(y), 0, n_rows - 1)), int(np.clip(round(x), 0, n_cols - 1))]
+    if pinned >= MIN_PINNING and at >= PLATEAU * fits[0].max():
+        disagree = 0.0
+    ambiguous = amb > max_ambiguity
+    if ambiguous:
+        rival = refine(*second)
+        ambiguous = bool(np.hypot(rival[1] - x, rival[2] - y) > 1.0) or pinned < MIN_PINNING
     dx_nm, dy_nm = site.pixel_shift_to_layout(dx_px, dy_px)
     why = []
     if score < min_score:
         why.append(f"low alignment score {score:.2f} < {min_score:g}")
-    if amb > max_ambiguity:
+    if ambiguous:
         why.append(f"ambiguous alignment (second peak {amb:.2f} of the best)")
     if max(abs(dx_px), abs(dy_px)) >= m - 1.5:
         why.append(f"optimum at the search limit ({search_nm:g} nm)")
+    if pinned < MIN_PINNING:
+        why.append(f"nothing in the field fixes the position along one axis (the fit drops {pinned:.1%} "
+                   f"{FINE_SEARCH_PX} px from its optimum; lines longer than the field?)")
     if disagree > MAX_SCALE_DISAGREEMENT_PX:
         why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
     return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model)

@@ -179,6 +179,28 @@ def test_rounded_line_ends_brighter_at_one_end_align_exactly():
     assert abs(a.dx_nm + 60) < 0.3 * ps and abs(a.dy_nm - 45) < 0.3 * ps, a
 
 
+def test_lines_longer_than_the_field_leave_the_position_along_them_flagged():
+    from scipy import ndimage as ndi
+
+    from segsem_lite.layout import rasterize_polygons
+
+    # nothing in the image says where along the lines the site is: the alignment must not be trusted, however
+    # well the refinement seems to settle; a line with both ends in the field fixes it
+    ps, shape = 1.0, (256, 256)
+    grating = [np.array([[x - 6, -400], [x + 6, -400], [x + 6, 400], [x - 6, 400]], float)
+               for x in (-100, -60, -20, 20, 60, 100)]
+    line = [np.array([[-6, -70], [6, -70], [6, 70], [-6, 70]], float)]
+    rng = np.random.default_rng(1)
+    for polys, trusted in ((grating, False), (line, True)):
+        true = Site((-0.8, 13.7), ps, shape)
+        fill = rasterize_polygons([true.to_pixels(p) for p in polys], shape)
+        image = 0.3 + 0.1 * fill + 2.0 * ndi.gaussian_gradient_magnitude(fill, 1.5) + rng.normal(0, 0.05, shape)
+        a = align_to_design(image, polys, Site((0.0, 0.0), ps, shape), search_nm=30)
+        assert a.ok == trusted, a.message
+        if trusted:
+            assert abs(a.dx_nm + 0.8) < 0.5 and abs(a.dy_nm - 13.7) < 0.5, a
+
+
 def test_alignment_is_flagged_when_the_design_is_not_there():
     rng = np.random.default_rng(0)
     noise = rng.normal(100, 10, (128, 128))
