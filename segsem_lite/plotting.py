@@ -124,11 +124,30 @@ def plot_contour_zoom(image: np.ndarray, results: Sequence, *, truth: np.ndarray
     return fig
 
 
-def plot_table_one(per_case, *, metrics: Sequence[str] = ("iou", "f1")) -> "matplotlib.figure.Figure":
+def plot_table_one(per_case, *, metrics: Sequence[str] = ("iou", "f1"),
+                   xlabel: str = "exposure case", gated: bool = True) -> "matplotlib.figure.Figure":
     """Per exposure case, standard, standard + edge placement and SegSEM (means with standard deviations), and
-    fallbacks."""
+    fallbacks.
+
+    Parameters
+    ----------
+    per_case : DataFrame
+        ``EvaluationReport.per_case``.
+    metrics : sequence of str
+        The metrics drawn, one panel each.
+    xlabel : str
+        What the rows are (exposure cases, or the appearance conditions of the second renderer).
+    gated : bool
+        Whether SegSEM ran with a SAM2 model (and so a gate); without one nothing can fall back.
+
+    Returns
+    -------
+    Figure
+        When no target fell back, the fallback panel says so instead of staying empty.
+    """
     fig, axes = _figure(1, len(metrics) + 1, size=3.6)
     cases = [str(c) for c in per_case["exposure_case"]]
+    turn = 45 if max(len(c) for c in cases) > 3 else 0
     x = np.arange(len(cases))
     bars = (("standard", -0.27, _colour("standard"), None), ("standard_ep", 0.0, _colour("standard"), "//"),
             ("segsem", 0.27, _colour("sam2"), None))
@@ -137,16 +156,21 @@ def plot_table_one(per_case, *, metrics: Sequence[str] = ("iou", "f1")) -> "matp
         for name, dx, col, hatch in bars:
             ax.bar(x + dx, per_case[f"{m}_{name}_mean"], 0.27, yerr=per_case[f"{m}_{name}_std"], color=col,
                    hatch=hatch, edgecolor="white" if hatch else None, label=names[name], capsize=2)
-        ax.set_xticks(x, cases)
-        ax.set_xlabel("exposure case")
+        ax.set_xticks(x, cases, rotation=turn, ha="right" if turn else "center")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(m)
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize=8, loc="lower left")
     ax = axes[0, -1]
     ax.bar(x, per_case["fallback_count"], color=_colour("fallback"))
-    ax.set_xticks(x, cases)
-    ax.set_xlabel("exposure case")
+    ax.set_xticks(x, cases, rotation=turn, ha="right" if turn else "center")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fallback used (targets)")
+    if int(per_case["fallback_count"].sum()) == 0:
+        ax.set_ylim(0, 1)
+        why = (f"no target fell back:\nthe gate accepted a SAM2\ncandidate on all {int(per_case['n'].sum())}"
+               if gated else "no SAM2 model:\nno gate, no fallback")
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=9)
     fig.tight_layout()
     return fig
 

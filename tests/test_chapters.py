@@ -69,6 +69,20 @@ def test_chapters_read_like_a_tutorial(stem):
     assert code <= 1.5 * prose, f"{stem}: {code} code lines against {prose} lines of prose"
 
 
+#: Longest visible code line: the theme's content column, at its widest (windows of 1440 px and more), holds 88
+#: characters in a code cell (82 at 1366 px); the browser test below checks the built pages themselves.
+PAGE_WIDTH_CHARS = 88
+
+
+@pytest.mark.parametrize("chapter", _code_chapters(), ids=lambda p: p.stem)
+def test_visible_code_fits_the_page(chapter):
+    long = []
+    for c in jupytext.read(chapter).cells:
+        if c.cell_type == "code" and not {"remove-input", "remove-cell"} & set(c.metadata.get("tags", [])):
+            long += [ln for ln in c.source.splitlines() if len(ln) > PAGE_WIDTH_CHARS]
+    assert not long, f"{chapter.stem}: {len(long)} code lines over {PAGE_WIDTH_CHARS} characters: {long[:2]}"
+
+
 def test_every_chapter_has_a_run():
     assert {p.stem for p in _code_chapters()} == set(RUNS)
 
@@ -84,6 +98,9 @@ def test_chapter_shape(chapter):
             node = ast.parse(line.split("#")[0]).body[0]
             assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), line
             assert "#" in line, f"parameter without a comment: {line}"
+    # papermill reads every parameter (a comment it cannot parse hides the line from it)
+    named = [ln.split(":")[0] for ln in tagged[0].source.splitlines() if ln.strip()]
+    assert sorted(papermill.inspect_notebook(nb)) == sorted(named)
     for c in code:
         assert not re.search(r"^\s*(def|class) ", c.source, re.M), "no def or class in chapters"
         assert "!pip" not in c.source and "os.environ" not in c.source
@@ -158,6 +175,21 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
                               "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
         pages[ch.stem] = dom
         assert "<h1" in dom, ch.stem
+    # no code cell runs off the page where the content column is at its widest (1440 px window)
+    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-overflow', "
+             "[...document.querySelectorAll('div.cell_input pre')].filter(e => e.scrollWidth > e.clientWidth)"
+             ".map(e => e.textContent.split('\\n').find(l => l.length > 80) || '').join(' | ')));</script>")
+    for ch in _code_chapters():
+        html = book / "_build" / "html" / "book" / f"{ch.stem}.html"
+        probed = html.with_name(f"probe_{ch.stem}.html")
+        probed.write_text(html.read_text().replace("</body>", probe + "</body>"))
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1440,900",
+                              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000",
+                              "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        probed.unlink()
+        overflow = re.search(r'data-overflow="([^"]*)"', dom)
+        assert overflow is not None, f"{ch.stem}: the width probe did not run"
+        assert not overflow.group(1), f"{ch.stem}: code wider than the page: {overflow.group(1)[:200]}"
     # MathJax and the widget scripts come with the site (air-gapped fabs): no page fetches a script, and the
     # formulas are typeset offline
     site = book / "_build" / "html"

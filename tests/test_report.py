@@ -39,3 +39,22 @@ def test_report_says_what_is_wrong(tmp_path):
     assert r.returncode == 2 and "missing: no such dataset folder" in r.stderr
     r = _segsem("report", "91_api", ROOT / "data_samples", "--out", tmp_path / "o")
     assert r.returncode == 2 and "takes no data_dir" in r.stderr
+
+
+def test_table_one_figure_says_why_the_fallback_panel_is_empty():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from segsem_lite.plotting import plot_table_one
+
+    rows = {"exposure_case": ["bright_resist", "charging"], "n": [3, 4], "fallback_count": [0, 0]}
+    for m in ("iou", "f1"):
+        for name in ("standard", "standard_ep", "segsem"):
+            rows[f"{m}_{name}_mean"], rows[f"{m}_{name}_std"] = [0.5, 0.6], [0.1, 0.1]
+    per_case = pd.DataFrame(rows)
+    said = lambda fig: " ".join(t.get_text() for t in fig.axes[-1].texts)  # noqa: E731
+    assert "all 7" in said(plot_table_one(per_case))
+    assert "no SAM2 model" in said(plot_table_one(per_case, gated=False))
+    per_case["fallback_count"] = [1, 0]
+    assert said(plot_table_one(per_case)) == ""
