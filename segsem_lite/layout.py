@@ -522,15 +522,14 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     # one shift apart, but without them a strong tail can pull the optimum onto the tail itself.
     coarse_bg = _background_px((y1 - y0, x1 - x0))
     coarse_img = highpass_field(coarse_bg)
-    proposals = []
-    seconds = []
-    fits = []
+    exclude = max(3.0, 3 * sigma)
+    proposals, seconds, fits = [], [], []
     for maps in (design_maps[:2], design_maps):
         fit = fit_map(maps, coarse_bg, coarse_img)
         fits.append(fit)
-        _, _, sc, am = _peak(fit, exclude_px=max(3.0, 3 * sigma))
+        _, _, sc, am = _peak(fit, exclude_px=exclude)
         proposals.append((*np.unravel_index(int(np.argmax(fit)), fit.shape), sc, am))
-        seconds.append(_second_peak(fit, proposals[-1][:2], exclude_px=max(3.0, 3 * sigma)))
+        seconds.append(_second_peak(fit, proposals[-1][:2], exclude_px=exclude))
     # where exactly: only what changes over a few px counts, so a charging tail trailing each edge along the
     # scan, or a slow drift, does not pull the optimum
     fine_bg = max(FINE_BACKGROUND_PX, 3 * sigma)
@@ -572,7 +571,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         refined.append(refine(int(proposals[1][0]), int(proposals[1][1])))
     won = int(np.argmax([f[0] for f in refined]))
     _, x, y, print_model, pinned = refined[won]
-    r, c, score, amb = proposals[won]
+    _, _, score, amb = proposals[won]
     second = seconds[won]
     dx_px, dy_px = x - (m + x0), y - (m + y0)
     # the edges alone (the fine fit over the whole search) should agree with the whole features on where the
@@ -584,13 +583,13 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     fooled = won == 1 and (np.hypot(refined[0][1] - x, refined[0][2] - y) > 1.0
                            and refined[0][0] < refined[1][0] - CLEARLY_WORSE_FIT)
     disagree = float(np.hypot(fr - proposals[won if fooled else 0][0], fc - proposals[won if fooled else 0][1]))
-    # a second coarse optimum is a rival only when the fine stage, started there, ends elsewhere (a period of a
-    # grating); along a long line or a plateau it climbs back to the same optimum
     # unless the whole features cannot tell the two apart: their fit at the refined optimum is as good as at their
-    # own (a plateau along a long line)
+    # own (a plateau along a long line), and the edges pin the position
     at = fits[0][int(np.clip(round(y), 0, n_rows - 1)), int(np.clip(round(x), 0, n_cols - 1))]
     if pinned >= MIN_PINNING and at >= PLATEAU * fits[0].max():
         disagree = 0.0
+    # a second coarse optimum is a rival only when the fine stage, started there, ends elsewhere (a period of a
+    # grating); along a long line or a plateau it climbs back to the same optimum
     ambiguous = amb > max_ambiguity
     if ambiguous:
         rival = refine(*second)

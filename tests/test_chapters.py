@@ -167,12 +167,12 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
     r = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     pages = {}
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000", "--dump-dom"]
     for ch in _chapters():
         html = book / "_build" / "html" / "book" / f"{ch.stem}.html"
-        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                              "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000",
-                              "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run([*browser, html.as_uri()], capture_output=True, text=True, timeout=120).stdout
         pages[ch.stem] = dom
         assert "<h1" in dom, ch.stem
     # no code cell runs off the page where the content column is at its widest (1440 px window)
@@ -183,9 +183,8 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
         html = book / "_build" / "html" / "book" / f"{ch.stem}.html"
         probed = html.with_name(f"probe_{ch.stem}.html")
         probed.write_text(html.read_text().replace("</body>", probe + "</body>"))
-        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1440,900",
-                              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000",
-                              "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run([*browser, "--window-size=1440,900", probed.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
         probed.unlink()
         overflow = re.search(r'data-overflow="([^"]*)"', dom)
         assert overflow is not None, f"{ch.stem}: the width probe did not run"
