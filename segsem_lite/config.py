@@ -221,7 +221,11 @@ class EdgeConfig:
         The mean profile across the mask's contour must show a ridge: its maximum inside
         the search range stands above both ends by at least this share of the profile's
         range. A step edge or a dome (a pillar or a line brighter all through, no edge
-        ring) has none, and the mask is left as it was.
+        ring) has none: it is a step edge.
+    step_edges : bool
+        Place step edges (no ridge) where the denoised profile crosses the level halfway
+        between the feature's inside and its surroundings (the 50 % threshold of CD-SEM
+        metrology). Off: a mask without a ridge is left as it was.
     """
 
     enabled: bool = True
@@ -234,6 +238,7 @@ class EdgeConfig:
     polarity: str = "bright_edge"
     min_found: float = 0.5
     min_prominence: float = 0.3
+    step_edges: bool = True
 
     def __post_init__(self) -> None:
         _require(self.search_nm > 0, f"search_nm={self.search_nm!r}: expected a positive distance in nm")

@@ -15,6 +15,13 @@ synthetic images). With ``config.step_correction`` the mean profile across the c
 aligned on the peaks, is fitted with a Gaussian ridge over a blurred step,
 ``B + A exp(-(u - mu)^2 / 2 s^2) + C Phi((u - mu) / s2)``, and the contour moves by the
 fitted centre ``mu``.
+
+Not every SEM image shows an edge ridge: without edge brightening the edge is a blurred step
+between two levels, and Sauvola's threshold, below the local mean for a bright feature,
+puts it a pixel or two off. When the mean profile across the contour neither peaks nor
+dips, each point moves to where the profile along its normal crosses the level halfway
+between the feature's inside and its surroundings (the 50 % threshold of CD-SEM
+metrology), smoothed along the contour as above.
 """
 
 from __future__ import annotations
@@ -144,6 +151,88 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
     return mu if a > 0 and abs(mu) <= 1.5 and 0.3 < s < reach else 0.0
 
 
+#: A profile without a ridge is a clean step, whose half level places the edge, when it neither peaks nor dips
+#: by this share of its range or more (a weak ridge or an edge ring is not a step).
+STEP_MAX_BUMP = 0.1
+
+
+def _step_levels(crop: np.ndarray, m: np.ndarray, width: float) -> tuple[float, float, float] | None:
+    """Median levels inside and outside a mask's edge zone (``width`` px each way), and the
+    noise of the outside ring; None when either side has too few pixels."""
+    d_in = ndi.distance_transform_edt(m)
+    d_out = ndi.distance_transform_edt(~m)
+    inner = m & (d_in > width)
+    if inner.sum() < 4:
+        inner = m & (d_in > 1)
+    outer = ~m & (d_out > width) & (d_out <= 2 * width + 2)
+    if inner.sum() < 2 or outer.sum() < 4:
+        return None
+    ring = crop[outer]
+    return float(np.median(crop[inner])), float(np.median(ring)), float(1.4826 * np.median(np.abs(ring - np.median(ring))))
+
+
+def _crossings(profiles: np.ndarray, t: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per profile, the crossing of ``level`` nearest to t = 0 (linear between samples), and
+    whether there is one."""
+    s = profiles - level
+    sign = (s[:, :-1] > 0) != (s[:, 1:] > 0)
+    a, b = s[:, :-1], s[:, 1:]
+    frac = np.where(sign, a / np.where(sign, a - b, 1.0), 0.0)
+    pos = t[:-1][None] + frac * (t[1] - t[0])
+    dist = np.where(sign, np.abs(pos), np.inf)
+    k = dist.argmin(axis=1)
+    rows = np.arange(len(profiles))
+    return pos[rows, k], np.isfinite(dist[rows, k])
+
+
+def _place_steps(raw: np.ndarray, m: np.ndarray, contours: list, box: tuple[int, int, int, int], t: np.ndarray,
+                 sigma: float, config: EdgeConfig, pixel_size_nm: float) -> EdgePlacement | None:
+    """Step edges (no ridge): each contour point moves to where the denoised profile along
+    its normal crosses the level halfway between the feature's inside and its surroundings
+    (the 50 % threshold of CD-SEM metrology). None when the two levels are not apart by
+    more than the noise, or too few points find the level."""
+    r0, r1, c0, c1 = box
+    if t[-1] < 3.0:  # at coarse pixels the search in nm spans under a pixel: the level is looked for 3 px each way
+        t = np.arange(-12, 13) * 0.25
+    crop = cv2.GaussianBlur(raw, (0, 0), max(sigma, 1.0))
+    width = float(np.clip(t[-1] / 2, 2.0, 4.0))
+    levels = _step_levels(crop, m[r0:r1, c0:c1], width)
+    if levels is None or abs(levels[0] - levels[1]) <= 2.0 * levels[2]:
+        return None
+    level = 0.5 * (levels[0] + levels[1])
+    origin = np.array([c0, r0], float)
+    placed, all_offsets, n_found, n_points = [], [], 0, 0
+    for contour in contours:
+        pts = _resample(contour, 1.0)
+        if len(pts) < 8:
+            continue
+        normals = _outward(pts, m)
+        offsets, ok = _crossings(_sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin),
+                                 t, level)
+        # a contour along the image's border is the field's edge, not the feature's: it stays
+        border = ((pts[:, 0] < 0.75) | (pts[:, 1] < 0.75) | (pts[:, 0] > m.shape[1] - 1.75)
+                  | (pts[:, 1] > m.shape[0] - 1.75))
+        offsets[border], ok[border] = 0.0, True
+        n_found += int(ok.sum())
+        n_points += len(ok)
+        if ok.sum() < 3:
+            continue
+        offsets = _smooth_offsets(offsets, ok, config, pixel_size_nm)
+        offsets[border] = 0.0
+        new = pts + (offsets + nm_to_px(config.offset_nm, pixel_size_nm))[:, None] * normals
+        placed.append(np.vstack([new, new[:1]]))
+        all_offsets.append(offsets)
+    found = n_found / n_points if n_points else 0.0
+    if not placed or found < config.min_found:
+        return None
+    out = np.zeros_like(m)
+    for poly in placed:
+        out ^= _fill(poly[:-1], m.shape)
+    if not out.any():
+        return None
+    return EdgePlacement(out, sorted(placed, key=lambda c: -len(c)), np.concatenate(all_offsets), found)
+
+
 def _outward(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Unit normals of a closed contour of mask ``m``, pointing out of the mask."""
     normals = _normals(pts, smooth=2.0)
@@ -153,17 +242,36 @@ def _outward(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
     return -normals if inside.mean() > 0.5 else normals
 
 
-def _has_ridge(crop: np.ndarray, contours: list, m: np.ndarray, t: np.ndarray, origin: np.ndarray,
-               prominence: float) -> bool:
-    """Whether the mean profile across the mask's outer contour peaks inside the range, above both ends."""
-    pts = _resample(contours[0], 1.0)
-    if len(pts) < 8:
-        return False
-    normals = _outward(pts, m)
-    prof = _sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin).mean(0)
+def _smooth_offsets(offsets: np.ndarray, ok: np.ndarray, config: EdgeConfig, pixel_size_nm: float) -> np.ndarray:
+    """Points without an edge found take their neighbours' offsets; then a median and a Gaussian along the
+    contour (``config.smooth_nm``) remove single-point noise."""
+    idx = np.arange(len(offsets))
+    offsets = np.interp(idx, idx[ok], offsets[ok], period=len(offsets))
+    win = max(3, int(round(nm_to_px(config.smooth_nm, pixel_size_nm))) | 1)
+    offsets = ndi.median_filter(offsets, size=win, mode="wrap")
+    return ndi.gaussian_filter1d(offsets, win / 4.0, mode="wrap")
+
+
+def _bump(prof: np.ndarray) -> float:
+    """How far the profile's maximum inside the range stands above both its ends, as a share of its range
+    (0 when the maximum is at an end)."""
     k = int(prof.argmax())
     span = float(prof.max() - prof.min())
-    return 0 < k < len(prof) - 1 and span > 0 and prof[k] - max(prof[0], prof[-1]) >= prominence * span
+    if not 0 < k < len(prof) - 1 or span <= 0:
+        return 0.0
+    return float(prof[k] - max(prof[0], prof[-1])) / span
+
+
+def _profile_shape(crop: np.ndarray, contours: list, m: np.ndarray, t: np.ndarray,
+                   origin: np.ndarray) -> tuple[float, float]:
+    """The mean profile across the mask's outer contour: how much it peaks (a ridge) and dips, each as
+    :func:`_bump` measures it."""
+    pts = _resample(contours[0], 1.0)
+    if len(pts) < 8:
+        return 0.0, 1.0
+    normals = _outward(pts, m)
+    prof = _sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin).mean(0)
+    return _bump(prof), _bump(-prof)
 
 
 def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = EdgeConfig(),
@@ -183,10 +291,11 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     Returns
     -------
     EdgePlacement
-        With ``found`` below ``config.min_found``, or no ridge in the mean profile across
-        the contour (``config.min_prominence``), the input mask and its contours are
-        returned unchanged (no ridge to trust: a step edge, a featureless or very noisy
-        image).
+        Without a ridge in the mean profile across the contour (``config.min_prominence``),
+        a clean step (no peak, no dip) is placed at its half level (``config.step_edges``).
+        With ``found`` below ``config.min_found``, a weak ridge that is not a clean step,
+        or a step not above the noise, the input mask and its contours are returned
+        unchanged (a featureless or very noisy image).
     """
     m = np.asarray(mask, bool)
     contours = extract_contours(m)
@@ -207,8 +316,13 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     if config.polarity == "dark_edge":
         crop = -crop
     origin = np.array([c0, r0], float)
-    if config.min_prominence > 0 and not _has_ridge(crop, contours, m, t, origin, config.min_prominence):
-        return unchanged
+    peak, dip = _profile_shape(crop, contours, m, t, origin)
+    if config.min_prominence > 0 and peak < config.min_prominence:
+        # no ridge: a clean step (neither peak nor dip) is placed at its half level, anything else is left alone
+        if not config.step_edges or max(peak, dip) >= STEP_MAX_BUMP:
+            return unchanged
+        return _place_steps(np.asarray(image, np.float32)[r0:r1, c0:c1], m, contours, (r0, r1, c0, c1),
+                            t, sigma, config, pixel_size_nm) or unchanged
     placed, all_offsets, n_found, n_points = [], [], 0, 0
     for contour in contours:
         pts = _resample(contour, 1.0)
@@ -222,13 +336,7 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
         n_points += len(ok)
         if ok.sum() < 3:
             continue
-        # points without a peak in range take their neighbours' offsets; then a median and
-        # a Gaussian along the contour remove single-point noise
-        idx = np.arange(len(offsets))
-        offsets = np.interp(idx, idx[ok], offsets[ok], period=len(offsets))
-        win = max(3, int(round(nm_to_px(config.smooth_nm, pixel_size_nm))) | 1)
-        offsets = ndi.median_filter(offsets, size=win, mode="wrap")
-        offsets = ndi.gaussian_filter1d(offsets, win / 4.0, mode="wrap")
+        offsets = _smooth_offsets(offsets, ok, config, pixel_size_nm)
         if config.step_correction:
             reach = search + nm_to_px(6.0, pixel_size_nm)
             offsets = offsets + _step_correction(crop, pts + offsets[:, None] * normals - origin, normals, reach)

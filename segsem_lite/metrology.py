@@ -84,6 +84,20 @@ def _shape(mask: np.ndarray) -> tuple[float, float, float]:
     return long, short, float(mask.sum()) / (long * short)
 
 
+#: A feature is nowhere much wider than usual when at most FOOT_SHARE of its length is wider than its median
+#: width by more than FOOT_WIDTH of it (its rounded ends, narrower, do not count).
+FOOT_WIDTH = 0.2
+FOOT_SHARE = 0.05
+
+
+def _no_foot(contour: np.ndarray, vertical: bool) -> bool:
+    """Whether a feature's width along its length, ends included, stays near its median nearly everywhere."""
+    _, left, right = line_edges(contour, vertical=vertical)
+    width = right - left
+    med = float(np.median(width)) if width.size else 0.0
+    return med > 0 and float(np.mean(width > (1.0 + FOOT_WIDTH) * med)) <= FOOT_SHARE
+
+
 def line_edges(contour: np.ndarray, *, vertical: bool, trim: float = 0.0):
     """Both edges of a line where each scan line crosses its contour.
 
@@ -178,10 +192,12 @@ def measure_feature(image: np.ndarray, mask: np.ndarray, contours: list, *, pixe
     vertical = dy >= dx
     # a line cut by the border must still cross a good part of the field; a short cut piece is partial
     crosses = long >= 0.25 * (field_shape[0] if vertical else field_shape[1])
-    if aspect >= LINE_ASPECT and fill >= 0.75 and outer is not None and (crosses or not touches_border):
+    if aspect >= LINE_ASPECT and outer is not None and (crosses or not touches_border):
         trim = 0.0 if touches_border else short
         pos, left, right = line_edges(outer, vertical=vertical, trim=trim)
-        if pos.size >= 4:
+        # it fills its rectangle, or nowhere along it is it much wider than usual (a rough or slightly bent line
+        # fills its rectangle less; an L or a T has a foot much wider than its arm)
+        if pos.size >= 4 and (fill >= 0.75 or _no_foot(outer, vertical)):
             centre = 0.5 * (left + right)
             slope = np.polyfit(pos, centre, 1)[0]
             width = (right - left) / np.sqrt(1.0 + slope * slope)  # across the line, not along the scan

@@ -43,6 +43,39 @@ def test_no_ridge_leaves_the_mask_alone():
     assert not place_edges(flat, np.zeros((64, 64), bool)).contours
 
 
+def step_image(radius: float, *, centre=(64.3, 60.7), size=128, noise=4.0, seed=0):
+    """A disk brighter than its surroundings by a blurred step: no edge ridge."""
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    r = np.hypot(xx - centre[0], yy - centre[1])
+    img = 80 + 50 * ndtr((radius - r) / 1.5) + np.random.default_rng(seed).normal(0, noise, r.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), r
+
+
+@pytest.mark.parametrize("start", [-2.5, 2.5])
+def test_a_step_edge_is_placed_at_the_half_level(start):
+    img, r = step_image(20.0)
+    placed = place_edges(img, r <= 20.0 + start)
+    radii = np.hypot(*(placed.contours[0] - (64.3, 60.7)).T)
+    assert abs(radii.mean() - 20.0) < 0.3 and radii.std() < 0.5
+    assert mask_scores(placed.mask, r <= 20.0).iou > 0.95
+    kept = place_edges(img, r <= 20.0 + start, config=EdgeConfig(step_edges=False))
+    assert np.array_equal(kept.mask, r <= 20.0 + start)
+
+
+def test_a_step_edge_is_placed_at_coarse_pixels_too():
+    # 15 nm/px: the search range in nm is under a pixel, the level is still looked for 3 px each way
+    img, r = step_image(12.0)
+    placed = place_edges(img, r <= 14.0, pixel_size_nm=15.0)
+    assert abs(np.hypot(*(placed.contours[0] - (64.3, 60.7)).T).mean() - 12.0) < 0.3
+
+
+def test_no_step_above_the_noise_leaves_the_mask_alone():
+    noise = np.random.default_rng(1).normal(120, 10, (96, 96)).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((96, 96), bool)
+    mask[30:60, 30:60] = True
+    assert np.array_equal(place_edges(noise, mask).mask, mask)
+
+
 def test_dark_edge_polarity_and_offset():
     img, r = ring_image(25.0)
     placed = place_edges(255 - img, r <= 22.0, config=EdgeConfig(polarity="dark_edge", offset_nm=1.0,

@@ -34,6 +34,21 @@ def test_a_tilted_line_is_measured_across_not_along_the_scan():
     assert _measure(mask).cd_px == pytest.approx(18.0, abs=0.8)
 
 
+def test_a_bowed_line_with_a_bulge_is_a_line_and_an_l_is_not():
+    # a line crossing the field, bowed by 4 px over its length and 2 px wider over a few rows: it fills its
+    # rectangle less than 0.75, yet it is a line; an L of the same arm is not (its foot is much wider)
+    mask = np.zeros((300, 120), bool)
+    for r in range(300):
+        c = 50 + int(round(4 * np.sin(np.pi * r / 299)))
+        mask[r, c:c + 14 + (2 if 100 <= r < 110 else 0)] = True
+    m = _measure(mask, touches_border=True)
+    assert m.kind == "line" and m.cd_px == pytest.approx(14.1, abs=0.3)
+    ell = np.zeros((300, 120), bool)
+    ell[20:280, 40:56] = True
+    ell[250:280, 40:100] = True
+    assert _measure(ell).kind == "shape"
+
+
 def test_holes_pillars_and_shapes():
     hole = np.zeros((100, 100), bool)
     hole[disk((50, 50), 15)] = True
