@@ -52,6 +52,9 @@ def _cmd_synth(args) -> int:
     if args.chip_sites:
         from .synth.chip import write_chip_dataset
 
+        if args.renderer == "wide":
+            raise SegSEMError("--renderer wide: a chip's sites are imaged by 'physics' or 'independent'")
+
         out = write_chip_dataset(args.out, n_sites=args.chip_sites, seed=args.seed, size=args.size,
                                  max_offset_nm=args.max_offset, renderer=args.renderer)
         print(f"wrote {out} (chip.gds on layer 1/0; meta.csv holds each image's nominal and true site)")
@@ -63,6 +66,13 @@ def _cmd_synth(args) -> int:
 
         out = write_independent_dataset(args.out, n_per_condition=args.n_per_case, seed=args.seed, size=args.size,
                                         test_per_condition=min(args.test_per_case, args.n_per_case))
+        print(f"wrote {out}")
+        return 0
+    if args.renderer == "wide":
+        from .synth.wide import write_wide_dataset
+
+        out = write_wide_dataset(args.out, n=10 * args.n_per_case, seed=args.seed, size=args.size,
+                                 n_test=10 * min(args.test_per_case, args.n_per_case - 1), progress=not args.quiet)
         print(f"wrote {out}")
         return 0
     from .synth import write_dataset
@@ -218,9 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-per-case", type=int, default=1, help="images per case in the test split")
     p.add_argument("--cases", help="comma-separated exposure cases (default: 1-10)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
-    p.add_argument("--renderer", choices=("physics", "independent"), default="physics",
-                   help="'physics' (the training generator, exposure cases 1-10) or 'independent' (the second "
-                        "appearance model, one case per appearance condition; for validation)")
+    p.add_argument("--renderer", choices=("physics", "wide", "independent"), default="physics",
+                   help="'physics' (the training generator, exposure cases 1-10), 'wide' (the same physics with "
+                        "every appearance drawn per image, both tones, lag, JPEG: 10 x --n-per-case images; for "
+                        "training) or 'independent' (the second appearance model, one case per appearance "
+                        "condition; for validation)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -24,6 +24,19 @@ def test_synth_then_check(tmp_path):
     assert "images         2" in r.stdout and "1: 1, 10: 1" in r.stdout
 
 
+def test_synth_wide_writes_a_training_set_with_its_appearance(tmp_path):
+    out = tmp_path / "w"
+    assert main(["synth", "--out", str(out), "--renderer", "wide", "--n-per-case", "2", "--seed", "4",
+                 "--size", "96", "--quiet"]) == 0
+    r = _segsem("data", "check", out)
+    assert r.returncode == 0, r.stderr
+    assert "images         20" in r.stdout and "train: 10, test: 10" in r.stdout
+    header = (out / "meta.csv").read_text().splitlines()[0]
+    assert {"material_contrast", "edge_gain", "lag_weight", "jpeg_quality"} <= set(header.split(","))
+    r = _segsem("synth", "--out", tmp_path / "c", "--renderer", "wide", "--chip-sites", "2", "--seed", "1")
+    assert r.returncode != 0 and "--renderer wide" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_check_bad_dataset_exits_non_zero_without_traceback(tmp_path, small_dataset):
     ds = tmp_path / "bad"
     shutil.copytree(small_dataset, ds)
