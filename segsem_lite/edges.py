@@ -185,52 +185,80 @@ def _crossings(profiles: np.ndarray, t: np.ndarray, level: float) -> tuple[np.nd
     return pos[rows, k], np.isfinite(dist[rows, k])
 
 
-def _place_steps(raw: np.ndarray, m: np.ndarray, contours: list, box: tuple[int, int, int, int], t: np.ndarray,
-                 sigma: float, config: EdgeConfig, pixel_size_nm: float) -> EdgePlacement | None:
+def _place_steps(crop: np.ndarray, m: np.ndarray, contours: list, origin: np.ndarray, t: np.ndarray,
+                 config: EdgeConfig, pixel_size_nm: float) -> EdgePlacement | None:
     """Step edges (no ridge): each contour point moves to where the denoised profile along
     its normal crosses the level halfway between the feature's inside and its surroundings
-    (the 50 % threshold of CD-SEM metrology). None when the two levels are not apart by
-    more than the noise, or too few points find the level."""
-    r0, r1, c0, c1 = box
+    (the 50 % threshold of CD-SEM metrology). ``crop`` is the image around the mask, at
+    ``origin``, denoised at 1 px or more (and maybe negated: the half level does not care).
+    None when the two levels are not apart by more than the noise, or too few points find
+    the level."""
     if t[-1] < 3.0:  # at coarse pixels the search in nm spans under a pixel: the level is looked for 3 px each way
         t = np.arange(-12, 13) * 0.25
-    crop = cv2.GaussianBlur(raw, (0, 0), max(sigma, 1.0))
+    r0, c0 = int(origin[1]), int(origin[0])
     width = float(np.clip(t[-1] / 2, 2.0, 4.0))
-    levels = _step_levels(crop, m[r0:r1, c0:c1], width)
+    levels = _step_levels(crop, m[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]], width)
     if levels is None or abs(levels[0] - levels[1]) <= 2.0 * levels[2]:
         return None
     level = 0.5 * (levels[0] + levels[1])
-    origin = np.array([c0, r0], float)
+    rows, cols = m.shape
+
+    def locate(pts: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        offsets, ok = _crossings(_sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin),
+                                 t, level)
+        # a contour along the image's border is the field's edge, not the feature's: it stays
+        border = _on_border(pts, rows, cols)
+        offsets[border], ok[border] = 0.0, True
+        return offsets, ok
+
+    def finish(pts: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        offsets[_on_border(pts, rows, cols)] = 0.0
+        return offsets
+
+    placed, offsets, found = _move_contours(m, contours, locate, finish, config, pixel_size_nm)
+    if not placed or found < config.min_found:
+        return None
+    out = _fill_placed(placed, m.shape)
+    if not out.any():
+        return None
+    return EdgePlacement(out, sorted(placed, key=lambda c: -len(c)), offsets, found)
+
+
+def _on_border(pts: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Contour points (x, y) on the image's outermost pixels."""
+    return (pts[:, 0] < 0.75) | (pts[:, 1] < 0.75) | (pts[:, 0] > cols - 1.75) | (pts[:, 1] > rows - 1.75)
+
+
+def _move_contours(m: np.ndarray, contours: list, locate, finish, config: EdgeConfig,
+                   pixel_size_nm: float) -> tuple[list, np.ndarray, float]:
+    """Move each contour of mask ``m`` along its outward normals: ``locate(pts, normals)`` gives
+    each point's offset and whether it found an edge, the offsets are smoothed along the contour,
+    ``finish(pts, normals, offsets)`` adjusts them, and ``config.offset_nm`` is added. Returns the
+    moved closed contours, their offsets and the share of points that found an edge."""
     placed, all_offsets, n_found, n_points = [], [], 0, 0
     for contour in contours:
         pts = _resample(contour, 1.0)
         if len(pts) < 8:
             continue
-        normals = _outward(pts, m)
-        offsets, ok = _crossings(_sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin),
-                                 t, level)
-        # a contour along the image's border is the field's edge, not the feature's: it stays
-        border = ((pts[:, 0] < 0.75) | (pts[:, 1] < 0.75) | (pts[:, 0] > m.shape[1] - 1.75)
-                  | (pts[:, 1] > m.shape[0] - 1.75))
-        offsets[border], ok[border] = 0.0, True
+        normals = _outward(pts, m)  # a hole's contour too: out of the mask
+        offsets, ok = locate(pts, normals)
         n_found += int(ok.sum())
         n_points += len(ok)
         if ok.sum() < 3:
             continue
-        offsets = _smooth_offsets(offsets, ok, config, pixel_size_nm)
-        offsets[border] = 0.0
+        offsets = finish(pts, normals, _smooth_offsets(offsets, ok, config, pixel_size_nm))
         new = pts + (offsets + nm_to_px(config.offset_nm, pixel_size_nm))[:, None] * normals
         placed.append(np.vstack([new, new[:1]]))
         all_offsets.append(offsets)
-    found = n_found / n_points if n_points else 0.0
-    if not placed or found < config.min_found:
-        return None
-    out = np.zeros_like(m)
+    return placed, np.concatenate(all_offsets) if all_offsets else np.zeros(0), n_found / n_points if n_points else 0.0
+
+
+def _fill_placed(placed: list, shape: tuple[int, int]) -> np.ndarray:
+    """The mask of moved contours: outer contours add, contours of holes (normals flipped) were moved alike."""
+    out = np.zeros(shape, bool)
     for poly in placed:
-        out ^= _fill(poly[:-1], m.shape)
-    if not out.any():
-        return None
-    return EdgePlacement(out, sorted(placed, key=lambda c: -len(c)), np.concatenate(all_offsets), found)
+        out ^= _fill(poly[:-1], shape)
+    return out
 
 
 def _outward(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -310,9 +338,8 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     pad = int(np.ceil(2 * search + nm_to_px(6.0, pixel_size_nm) + 3 * sigma + 2))
     r0, c0 = max(0, rows.min() - pad), max(0, cols.min() - pad)
     r1, c1 = min(m.shape[0], rows.max() + pad + 1), min(m.shape[1], cols.max() + pad + 1)
-    crop = np.asarray(image, np.float32)[r0:r1, c0:c1]
-    if sigma > 0:
-        crop = cv2.GaussianBlur(crop, (0, 0), sigma)
+    raw = np.asarray(image, np.float32)[r0:r1, c0:c1]
+    crop = cv2.GaussianBlur(raw, (0, 0), sigma) if sigma > 0 else raw
     if config.polarity == "dark_edge":
         crop = -crop
     origin = np.array([c0, r0], float)
@@ -321,32 +348,20 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
         # no ridge: a clean step (neither peak nor dip) is placed at its half level, anything else is left alone
         if not config.step_edges or max(peak, dip) >= STEP_MAX_BUMP:
             return unchanged
-        return _place_steps(np.asarray(image, np.float32)[r0:r1, c0:c1], m, contours, (r0, r1, c0, c1),
-                            t, sigma, config, pixel_size_nm) or unchanged
-    placed, all_offsets, n_found, n_points = [], [], 0, 0
-    for contour in contours:
-        pts = _resample(contour, 1.0)
-        if len(pts) < 8:
-            continue
-        normals = _outward(pts, m)  # a hole's contour too: out of the mask
-        xy = pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin
-        profiles = _sample(crop, xy)
-        offsets, ok = _ridge_offsets(profiles, t)
-        n_found += int(ok.sum())
-        n_points += len(ok)
-        if ok.sum() < 3:
-            continue
-        offsets = _smooth_offsets(offsets, ok, config, pixel_size_nm)
-        if config.step_correction:
-            reach = search + nm_to_px(6.0, pixel_size_nm)
-            offsets = offsets + _step_correction(crop, pts + offsets[:, None] * normals - origin, normals, reach)
-        new = pts + (offsets + nm_to_px(config.offset_nm, pixel_size_nm))[:, None] * normals
-        placed.append(np.vstack([new, new[:1]]))
-        all_offsets.append(offsets)
-    found = n_found / n_points if n_points else 0.0
+        # the half level wants at least 1 px of denoising: the crop has it already, or is made again
+        steps = crop if sigma >= 1.0 else cv2.GaussianBlur(raw, (0, 0), 1.0)
+        return _place_steps(steps, m, contours, origin, t, config, pixel_size_nm) or unchanged
+
+    def locate(pts: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _ridge_offsets(_sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin), t)
+
+    def finish(pts: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        if not config.step_correction:
+            return offsets
+        reach = search + nm_to_px(6.0, pixel_size_nm)
+        return offsets + _step_correction(crop, pts + offsets[:, None] * normals - origin, normals, reach)
+
+    placed, offsets, found = _move_contours(m, contours, locate, finish, config, pixel_size_nm)
     if not placed or found < config.min_found:
         return EdgePlacement(m.copy(), contours, np.zeros(0), found)
-    out = np.zeros_like(m)
-    for poly in placed:  # outer contours add, contours of holes (normals flipped) were placed alike
-        out ^= _fill(poly[:-1], m.shape)
-    return EdgePlacement(out, sorted(placed, key=lambda c: -len(c)), np.concatenate(all_offsets), found)
+    return EdgePlacement(_fill_placed(placed, m.shape), sorted(placed, key=lambda c: -len(c)), offsets, found)
