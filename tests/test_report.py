@@ -15,7 +15,8 @@ def _segsem(*args):
 def test_report_runs_a_chapter_on_a_dataset(tmp_path):
     out = tmp_path / "report"
     r = _segsem("report", "07_exposure_analysis", ROOT / "data_samples", "--out", out, "-p", "model=traditional",
-                "-p", "appearance_per_condition=1", "-p", "appearance_size=128")
+                "-p", "appearance_per_condition=1", "-p", "appearance_size=128", "-p", "hard_images=3",
+                "-p", "hard_size=128")
     assert r.returncode == 0, r.stderr
     nb = json.loads((out / "07_exposure_analysis.ipynb").read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]

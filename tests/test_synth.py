@@ -154,3 +154,20 @@ def test_detector_lag_trails_each_edge_along_the_scan_only():
     lagged = detector_lag(step, weight=0.5, length_px=5.0)
     np.testing.assert_allclose(lagged[:, :30], 0.0, atol=1e-12)  # nothing before the edge: the lag is causal
     assert (lagged[:, 30:35] < 1.0).all() and abs(lagged[0, -1] - 1.0) < 5e-3  # it trails, then settles
+
+
+def test_wide_hard_conditions_are_filed_by_their_hardest_factor(tmp_path):
+    import pandas as pd
+
+    from segsem_lite.synth.wide import CONDITIONS, HARD_RANGES, wide_condition, write_wide_dataset
+
+    assert wide_condition(-0.05, 32, 0.5, 0.0, 0) == "inverted"
+    assert wide_condition(0.01, 2, 0.0, 0.3, 50) == "no contrast"
+    assert wide_condition(0.2, 2, 0.0, 0.0, 0) == "2 frames"
+    assert wide_condition(0.2, 8, 0.0, 0.3, 0) == "no edge effect"
+    assert wide_condition(0.2, 8, 0.5, 0.0, 0) == "other"
+    out = write_wide_dataset(tmp_path / "hard", n=6, seed=3, size=96, ranges=HARD_RANGES, by_condition=True)
+    meta = pd.read_csv(out / "meta.csv")
+    assert (meta["exposure_case"] == meta["condition"]).all() and meta["condition"].isin(CONDITIONS).all()
+    assert meta["frames"].isin(HARD_RANGES.frames).all() and (meta["material_contrast"] <= 0.08).all()
+    assert meta["litho_case"].between(1, 10).all()

@@ -33,7 +33,8 @@ from . import imaging, lithography
 from .cases import EXPOSURE_CASES, ExposureCase
 from .layout import LAYOUT_KINDS, make_layout, rasterize_features
 
-__all__ = ["WideRanges", "draw_wide_appearance", "make_wide_sample", "write_wide_dataset"]
+__all__ = ["HARD_RANGES", "WideRanges", "draw_wide_appearance", "make_wide_sample", "wide_condition",
+           "write_wide_dataset"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,31 @@ class WideRanges:
     jpeg: float = 0.25
     jpeg_quality: tuple[int, int] = (40, 90)
     bit16: float = 0.15
+
+
+HARD_RANGES = WideRanges(material_contrast=(-0.12, 0.08), no_edge_effect=0.5, frames=(2, 4), lag=0.5,
+                         jpeg=0.3)
+"""The conditions where the classical path struggles: contrast low or inverted, few frames, edges
+without the edge effect, detector lag, JPEG."""
+
+#: A widened image's condition is the first of these it meets (the hardest first).
+CONDITIONS = ("inverted", "no contrast", "2 frames", "no edge effect", "detector lag", "JPEG", "other")
+
+
+def wide_condition(material_contrast: float, frames: int, edge_gain: float, lag_weight: float,
+                   jpeg_quality: int) -> str:
+    """Name a widened image's condition: the first of :data:`CONDITIONS` its appearance meets."""
+    if material_contrast <= -0.03:
+        return "inverted"
+    if abs(material_contrast) < 0.03:
+        return "no contrast"
+    if frames <= 2:
+        return "2 frames"
+    if edge_gain == 0:
+        return "no edge effect"
+    if lag_weight:
+        return "detector lag"
+    return "JPEG" if jpeg_quality else "other"
 
 
 def draw_wide_appearance(rng: np.random.Generator, ranges: WideRanges = WideRanges()) -> dict:
@@ -170,12 +196,15 @@ def make_wide_sample(seed: int | np.random.SeedSequence, *, size: int = 512,
 
 
 def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n_test: int = 0,
+                       ranges: WideRanges = WideRanges(), by_condition: bool = False,
                        progress: bool = False) -> Path:
     """Write ``n`` widened images in the dataset format (``images/``, ``masks/``, ``layout/``, ``meta.csv``).
 
     Image ``i`` is seeded by ``(seed, i)``. The last ``n_test`` images form the ``test`` split.
-    meta.csv's ``exposure_case`` is the case the lithography came from; the other columns
-    record the drawn appearance.
+    meta.csv's ``exposure_case`` is the case the lithography came from, or with
+    ``by_condition`` the image's :func:`wide_condition` (then ``litho_case`` keeps the case);
+    ``condition`` and the other columns record the drawn appearance. ``ranges`` may be
+    :data:`HARD_RANGES`.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -192,7 +221,7 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = []
     for i in tqdm(range(n), disable=not progress, desc="synth", unit="img"):
-        s = make_wide_sample(np.random.SeedSequence([seed, i]), size=size)
+        s = make_wide_sample(np.random.SeedSequence([seed, i]), size=size, ranges=ranges)
         stem = f"wide_{i:04d}"
         write_image(out / "images" / f"{stem}.png", s.image)
         write_mask(out / "masks" / f"{stem}.png", s.instances)
@@ -200,8 +229,11 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
                  for f in s.clip.features}
         (out / "layout" / f"{stem}.json").write_text(json.dumps({"features": polys}))
         ap, case = s.appearance, s.appearance["case"]
+        condition = wide_condition(case.material_contrast, case.frames, case.edge_gain, ap["lag_weight"],
+                                   ap["jpeg_quality"])
         rows.append({
-            "stem": stem, "exposure_case": case.case, "pixel_size_nm": s.pixel_size_nm,
+            "stem": stem, "exposure_case": condition if by_condition else case.case, "litho_case": case.case,
+            "condition": condition, "pixel_size_nm": s.pixel_size_nm,
             "split": "test" if i >= n - n_test else "train", "layout_kind": s.clip.kind, "clip_tone": s.clip.tone,
             "material_contrast": round(case.material_contrast, 4), "edge_gain": round(case.edge_gain, 4),
             "frames": case.frames, "beam_nm": round(case.beam_nm, 3), "lag_weight": round(ap["lag_weight"], 4),
