@@ -171,3 +171,18 @@ def test_wide_hard_conditions_are_filed_by_their_hardest_factor(tmp_path):
     assert (meta["exposure_case"] == meta["condition"]).all() and meta["condition"].isin(CONDITIONS).all()
     assert meta["frames"].isin(HARD_RANGES.frames).all() and (meta["material_contrast"] <= 0.08).all()
     assert meta["litho_case"].between(1, 10).all()
+
+
+def test_feature_cnr_ranks_visibility_and_min_cnr_redraws_invisible_images(tmp_path):
+    import pandas as pd
+
+    from segsem_lite.synth.wide import HARD_RANGES, feature_cnr, write_wide_dataset
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((64, 64), np.uint8)
+    truth[16:48, 20:44] = 1
+    faint, strong = (rng.normal(0, 1.0, truth.shape) + c * truth for c in (0.2, 3.0))
+    assert feature_cnr(faint, truth) < 0.6 < 2.0 < feature_cnr(strong, truth)
+    assert np.isnan(feature_cnr(strong, np.zeros_like(truth)))
+    out = write_wide_dataset(tmp_path / "vis", n=8, seed=11, size=96, ranges=HARD_RANGES, min_cnr=1.0)
+    assert (pd.read_csv(out / "meta.csv")["cnr"] >= 1.0).all()

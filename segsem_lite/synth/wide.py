@@ -33,8 +33,8 @@ from . import imaging, lithography
 from .cases import EXPOSURE_CASES, ExposureCase
 from .layout import LAYOUT_KINDS, make_layout, rasterize_features
 
-__all__ = ["HARD_RANGES", "WideRanges", "draw_wide_appearance", "make_wide_sample", "wide_condition",
-           "write_wide_dataset"]
+__all__ = ["HARD_RANGES", "WideRanges", "draw_wide_appearance", "feature_cnr", "make_wide_sample",
+           "wide_condition", "write_wide_dataset"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,31 @@ def wide_condition(material_contrast: float, frames: int, edge_gain: float, lag_
     if lag_weight:
         return "detector lag"
     return "JPEG" if jpeg_quality else "other"
+
+
+def feature_cnr(image: np.ndarray, instances: np.ndarray) -> float:
+    """Contrast-to-noise ratio of an image's features, per pixel: how visible its truth is.
+
+    The contrast is the largest difference between the mean grey levels of the features'
+    interiors, their edge band (2 px either side of the boundary) and the background (3 px
+    from any feature); the noise is the robust standard deviation of neighbour differences
+    along rows or along columns, whichever is larger (so scan-line offsets count as noise).
+    NaN when the image has no feature or no background.
+    """
+    from scipy import ndimage as ndi
+
+    im = np.asarray(image, dtype=np.float64)
+    feat = np.asarray(instances) > 0
+    sigma = 0.0
+    for axis in (0, 1):
+        d = np.diff(im, axis=axis)
+        sigma = max(sigma, 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0))
+    regions = (ndi.binary_erosion(feat, iterations=3), ~ndi.binary_dilation(feat, iterations=3),
+               ndi.binary_dilation(feat, iterations=2) & ~ndi.binary_erosion(feat, iterations=2))
+    means = [im[r].mean() for r in regions if r.sum() >= 20]
+    if len(means) < 2 or not feat.any() or feat.all():
+        return float("nan")
+    return (max(means) - min(means)) / max(sigma, 1e-9)
 
 
 def draw_wide_appearance(rng: np.random.Generator, ranges: WideRanges = WideRanges()) -> dict:
@@ -197,14 +222,16 @@ def make_wide_sample(seed: int | np.random.SeedSequence, *, size: int = 512,
 
 def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n_test: int = 0,
                        ranges: WideRanges = WideRanges(), by_condition: bool = False,
-                       progress: bool = False) -> Path:
+                       min_cnr: float = 0.0, progress: bool = False) -> Path:
     """Write ``n`` widened images in the dataset format (``images/``, ``masks/``, ``layout/``, ``meta.csv``).
 
     Image ``i`` is seeded by ``(seed, i)``. The last ``n_test`` images form the ``test`` split.
     meta.csv's ``exposure_case`` is the case the lithography came from, or with
     ``by_condition`` the image's :func:`wide_condition` (then ``litho_case`` keeps the case);
-    ``condition`` and the other columns record the drawn appearance. ``ranges`` may be
-    :data:`HARD_RANGES`.
+    ``condition``, ``cnr`` (:func:`feature_cnr`) and the other columns record the drawn
+    appearance. ``ranges`` may be :data:`HARD_RANGES`. With ``min_cnr`` an image whose features
+    are less visible than that is drawn again (seeded by ``(seed, i, attempt)``), so that hard
+    conditions do not turn into invisible ones.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -222,6 +249,13 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
     rows = []
     for i in tqdm(range(n), disable=not progress, desc="synth", unit="img"):
         s = make_wide_sample(np.random.SeedSequence([seed, i]), size=size, ranges=ranges)
+        cnr, attempt = feature_cnr(s.image, s.instances), 0
+        while min_cnr > 0 and not cnr >= min_cnr:
+            attempt += 1
+            if attempt > 200:
+                raise ValueError(f"Invalid min_cnr {min_cnr!r}: 200 draws of image {i} stayed below it")
+            s = make_wide_sample(np.random.SeedSequence([seed, i, attempt]), size=size, ranges=ranges)
+            cnr = feature_cnr(s.image, s.instances)
         stem = f"wide_{i:04d}"
         write_image(out / "images" / f"{stem}.png", s.image)
         write_mask(out / "masks" / f"{stem}.png", s.instances)
@@ -233,7 +267,7 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
                                    ap["jpeg_quality"])
         rows.append({
             "stem": stem, "exposure_case": condition if by_condition else case.case, "litho_case": case.case,
-            "condition": condition, "pixel_size_nm": s.pixel_size_nm,
+            "condition": condition, "cnr": round(cnr, 3), "pixel_size_nm": s.pixel_size_nm,
             "split": "test" if i >= n - n_test else "train", "layout_kind": s.clip.kind, "clip_tone": s.clip.tone,
             "material_contrast": round(case.material_contrast, 4), "edge_gain": round(case.edge_gain, 4),
             "frames": case.frames, "beam_nm": round(case.beam_nm, 3), "lag_weight": round(ap["lag_weight"], 4),
