@@ -65,7 +65,8 @@ def _cmd_synth(args) -> int:
         from .synth.independent import write_independent_dataset
 
         out = write_independent_dataset(args.out, n_per_condition=args.n_per_case, seed=args.seed, size=args.size,
-                                        test_per_condition=min(args.test_per_case, args.n_per_case))
+                                        test_per_condition=min(args.test_per_case, args.n_per_case),
+                                        with_design=args.design)
         print(f"wrote {out}")
         return 0
     if args.renderer == "wide":
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "every appearance drawn per image, both tones, lag, JPEG: 10 x --n-per-case images; for "
                         "training) or 'independent' (the second appearance model, one case per appearance "
                         "condition; for validation)")
+    p.add_argument("--design", action="store_true",
+                   help="with --renderer independent: also write each image's design polygons (layout/), so "
+                        "targets get box prompts and the gate a design to check against")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

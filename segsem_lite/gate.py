@@ -121,7 +121,8 @@ def check_candidate(mask: np.ndarray, score: float, *, index: int = 0, design: D
         if design.area_px:
             d = _relative(area, design.area_px)
             if d > config.area_tolerance:
-                geo.append(f"area {area} px vs design {design.area_px:.0f} px ({d:+.0%} off, tolerance {config.area_tolerance:.0%})")
+                signed = (area - design.area_px) / design.area_px
+                geo.append(f"area {area} px vs design {design.area_px:.0f} px ({signed:+.0%}, tolerance {config.area_tolerance:.0%})")
         if design.aspect and aspect is not None:
             d = _relative(aspect, design.aspect)
             if d > config.aspect_tolerance:

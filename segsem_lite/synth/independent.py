@@ -29,6 +29,8 @@ dataset in the project's format, one exposure case per named appearance conditio
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +113,9 @@ class IndependentSample:
         The pattern's characteristic feature size (CD) in px.
     params : dict
         The appearance values drawn.
+    design : dict of int to (K, 2) ndarray
+        Each feature's outline before roughening, by label: its design polygon, x and y in
+        px with pixel centres at integers (the ``layout/<stem>.json`` convention).
     """
 
     image: np.ndarray
@@ -120,6 +125,7 @@ class IndependentSample:
     pixel_size_nm: float
     feature_px: float
     params: dict = field(default_factory=dict)
+    design: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- geometry (px)
@@ -303,6 +309,7 @@ def render_independent(
     cd = float(feature_px) if feature_px else float(np.exp(rng.uniform(np.log(8.0), np.log(max(9.0, max_cd)))))
     given = outlines is not None
     outlines = [np.asarray(o, float) for o in outlines] if given else _pattern(pattern, size, cd, rng)
+    drawn = list(outlines)
     ler_px = min(rng.uniform(0.3, 1.5) / ps + 0.15, 0.05 * cd)
     if roughness:
         outlines = [_rough(o, ler_px, corr=max(1.0, 8.0 / ps), rng=rng) for o in outlines]
@@ -319,6 +326,7 @@ def render_independent(
     relabel = np.zeros(len(outlines) + 1, np.int32)
     relabel[present] = present if given else np.arange(1, len(present) + 1)
     instances = relabel[instances]
+    design = {int(relabel[k]): drawn[k - 1] - 0.5 for k in present}
 
     substrate = rng.uniform(0.3, 0.42)
     contrast = rng.uniform(*appearance.contrast)
@@ -359,7 +367,7 @@ def render_independent(
     params = dict(pixel_size_nm=ps, contrast=contrast, band=band, band_nm=band_px / _SS * ps, beam_nm=beam_px * ps,
                   charging=charging, drift=drift, frames=frames, bit_depth=bits, ler_px=ler_px)
     return IndependentSample(image=image, instances=instances, tone=tone, pattern=pattern, pixel_size_nm=ps,
-                             feature_px=cd, params=params)
+                             feature_px=cd, params=params, design=design)
 
 
 def write_independent_dataset(
@@ -370,6 +378,7 @@ def write_independent_dataset(
     size: int = 384,
     conditions: tuple[str, ...] | None = None,
     test_per_condition: int | None = None,
+    with_design: bool = False,
 ) -> Path:
     """Write a dataset of the second renderer: one exposure case per appearance condition.
 
@@ -386,6 +395,10 @@ def write_independent_dataset(
         Names from :data:`CONDITIONS` (default all, in order).
     test_per_condition : int, optional
         Images per condition in the ``test`` split (default all of them).
+    with_design : bool
+        Also write each image's design polygons (``layout/<stem>.json``, the outlines before
+        roughening), so that targets carry a box prompt and the gate's geometry check a
+        design to compare with.
 
     Returns
     -------
@@ -409,6 +422,10 @@ def write_independent_dataset(
             stem = f"ind{code:02d}_{i:03d}"
             write_image(out / "images" / f"{stem}.png", s.image)
             write_mask(out / "masks" / f"{stem}.png", s.instances)
+            if with_design:
+                (out / "layout").mkdir(parents=True, exist_ok=True)
+                features = {str(k): [np.round(o, 3).tolist()] for k, o in s.design.items()}
+                (out / "layout" / f"{stem}.json").write_text(json.dumps({"features": features}))
             rows.append({"stem": stem, "exposure_case": name, "pixel_size_nm": round(s.pixel_size_nm, 4),
                          "split": "test" if i >= n_per_condition - n_test else "train", "layout_kind": s.pattern,
                          "clip_tone": s.tone,
