@@ -1,7 +1,7 @@
 """Accuracy on the second renderer: the classical paths and, with a model, SegSEM, per appearance condition.
 
 Usage: python benchmarks/bench_second_renderer.py [--n-per-condition 4] [--size 512] [--seed 2024]
-       [--model traditional|default|NAME|CHECKPOINT] [--data DIR] [--out DIR]
+       [--model traditional|default|NAME|CHECKPOINT] [--design] [--data DIR] [--out DIR]
 
 The set is written by ``segsem synth --renderer independent`` (an appearance model written apart from the
 training generator) unless ``--data`` points at one. Means are over targets (as ``segsem evaluate`` reports
@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--model", default="traditional")
+    ap.add_argument("--design", action="store_true", help="render the set with its design polygons (layout/)")
     ap.add_argument("--data", type=Path, help="an existing dataset instead of a new second-renderer set")
     ap.add_argument("--out", type=Path, help="where per_sample.csv and the rest are written")
     args = ap.parse_args()
@@ -36,7 +37,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or write_independent_dataset(Path(tmp) / "second", n_per_condition=args.n_per_condition,
-                                                      seed=args.seed, size=args.size)
+                                                      seed=args.seed, size=args.size, with_design=args.design)
         model = ss.load_model(args.model, device="cpu")
         t0 = time.perf_counter()
         report = ss.evaluate_dataset(ss.Dataset(data), model=model, progress=False)

@@ -155,6 +155,10 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
 #: by this share of its range or more (a weak ridge or an edge ring is not a step).
 STEP_MAX_BUMP = 0.1
 
+#: Edge placement moves a contour by at most the search range; a placement that keeps under this IoU with the
+#: mask it started from has lost the feature, not refined it, and is not used.
+MIN_PLACED_IOU = 0.5
+
 
 def _step_levels(crop: np.ndarray, m: np.ndarray, width: float) -> tuple[float, float, float] | None:
     """Median levels inside and outside a mask's edge zone (``width`` px each way), and the
@@ -350,7 +354,7 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
             return unchanged
         # the half level wants at least 1 px of denoising: the crop has it already, or is made again
         steps = crop if sigma >= 1.0 else cv2.GaussianBlur(raw, (0, 0), 1.0)
-        return _place_steps(steps, m, contours, origin, t, config, pixel_size_nm) or unchanged
+        return _kept(_place_steps(steps, m, contours, origin, t, config, pixel_size_nm), m) or unchanged
 
     def locate(pts: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _ridge_offsets(_sample(crop, pts[:, None, :] + t[None, :, None] * normals[:, None, :] - origin), t)
@@ -364,4 +368,14 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     placed, offsets, found = _move_contours(m, contours, locate, finish, config, pixel_size_nm)
     if not placed or found < config.min_found:
         return EdgePlacement(m.copy(), contours, np.zeros(0), found)
-    return EdgePlacement(_fill_placed(placed, m.shape), sorted(placed, key=lambda c: -len(c)), offsets, found)
+    moved = EdgePlacement(_fill_placed(placed, m.shape), sorted(placed, key=lambda c: -len(c)), offsets, found)
+    return _kept(moved, m) or EdgePlacement(m.copy(), contours, np.zeros(0), found)
+
+
+def _kept(placed: EdgePlacement | None, mask: np.ndarray) -> EdgePlacement | None:
+    """The placement, unless it left under :data:`MIN_PLACED_IOU` of the mask it started from (edges found
+    across a small, faint feature can pull its contour to nothing): None then."""
+    if placed is None:
+        return None
+    union = np.count_nonzero(placed.mask | mask)
+    return placed if union and np.count_nonzero(placed.mask & mask) / union >= MIN_PLACED_IOU else None

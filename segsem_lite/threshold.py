@@ -483,8 +483,11 @@ def fallback_mask(
         scale = measure_scale(img)
     feature = max(4.0, float(size_px) if size_px else scale.feature_px)
     # the scale is measured for the whole image; where nothing stands out at it, a target may be smaller or
-    # larger: the other multiples are tried in turn
-    scales = (feature,) if size_px else tuple(max(4.0, feature * f) for f in config.scale_factors)
+    # larger: the other multiples are tried in turn. A design's size comes first, but a printed feature can be
+    # far from its design (or too faint at that scale): then its multiples and the image's scale follow
+    scales = tuple(max(4.0, feature * f) for f in config.scale_factors)
+    if size_px:
+        scales = (feature,) + tuple(s for s in scales if s != feature) + (max(4.0, scale.feature_px),)
     comp, box, ratio = None, None, 0.0
     for f in scales:
         comp, box, ratio = _at_prompt(img, prompt_xy, f, scale, config, polarities, extent_xyxy)

@@ -105,3 +105,12 @@ def test_pipeline_places_edges_of_segsem_results_not_of_the_standard_baseline():
     # placement moves the edge onto the ridge: at least as close to the truth as the standard path's
     assert mask_scores(placed.mask, truth).iou >= mask_scores(standard.mask, truth).iou
     assert mask_scores(placed.mask, truth).iou > 0.95
+
+
+def test_a_placement_that_loses_the_feature_is_not_used():
+    yy, xx = np.mgrid[0:64, 0:64]
+    r = np.hypot(xx - 32, yy - 32)
+    image = np.where(r <= 2.0, 1.0, 0.0) + np.exp(-((r - 2.0) ** 2) / 0.5)  # a ridge at radius 2 px
+    mask = r <= 6.0  # the region found is three times wider
+    placed = place_edges(image, mask, config=EdgeConfig(search_nm=6.0), pixel_size_nm=1.0)
+    assert np.array_equal(placed.mask, mask)
