@@ -175,6 +175,15 @@ def write_mask(path: str | Path, labels: np.ndarray) -> Path:
     return write_image(path, lab.astype(np.uint8 if lab.max(initial=0) < 256 else np.uint16))
 
 
+def write_layout(path: str | Path, features: dict) -> Path:
+    """Write per-image design polygons in pixels, ``{"features": {"<label>": [[[x, y], ...], ...]}}``
+    (what :meth:`Dataset.load_layout` reads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"features": {str(k): v for k, v in features.items()}}))
+    return path
+
+
 # ----------------------------------------------------------------------------- targets
 
 #: A feature cut by the image border is a target when it is at least this wide (px) where it is widest ...

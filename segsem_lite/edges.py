@@ -37,6 +37,7 @@ from scipy.special import ndtr
 
 from .config import EdgeConfig, nm_to_px
 from .contours import extract_contours
+from .metrics import iou
 
 __all__ = ["EdgePlacement", "place_edges"]
 
@@ -375,7 +376,4 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
 def _kept(placed: EdgePlacement | None, mask: np.ndarray) -> EdgePlacement | None:
     """The placement, unless it left under :data:`MIN_PLACED_IOU` of the mask it started from (edges found
     across a small, faint feature can pull its contour to nothing): None then."""
-    if placed is None:
-        return None
-    union = np.count_nonzero(placed.mask | mask)
-    return placed if union and np.count_nonzero(placed.mask & mask) / union >= MIN_PLACED_IOU else None
+    return placed if placed is not None and iou(placed.mask, mask) >= MIN_PLACED_IOU else None

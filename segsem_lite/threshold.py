@@ -486,8 +486,8 @@ def fallback_mask(
     # larger: the other multiples are tried in turn. A design's size comes first, but a printed feature can be
     # far from its design (or too faint at that scale): then its multiples and the image's scale follow
     scales = tuple(max(4.0, feature * f) for f in config.scale_factors)
-    if size_px:
-        scales = (feature,) + tuple(s for s in scales if s != feature) + (max(4.0, scale.feature_px),)
+    if size_px:  # in order, each once
+        scales = tuple(dict.fromkeys((feature, *scales, max(4.0, scale.feature_px))))
     comp, box, ratio = None, None, 0.0
     for f in scales:
         comp, box, ratio = _at_prompt(img, prompt_xy, f, scale, config, polarities, extent_xyxy)

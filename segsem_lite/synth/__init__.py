@@ -8,7 +8,6 @@ chains them; :func:`write_dataset` writes the dataset format.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,7 +173,7 @@ def write_dataset(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ..dataset import write_image, write_mask
+    from ..dataset import write_image, write_layout, write_mask
 
     if n_per_case < 1:
         raise ValueError(f"Invalid n_per_case {n_per_case!r}: expected at least 1")
@@ -191,7 +190,7 @@ def write_dataset(
         stem = f"case{c:02d}_{i:03d}"
         write_image(out / "images" / f"{stem}.png", s.image)
         write_mask(out / "masks" / f"{stem}.png", s.instances)
-        (out / "layout" / f"{stem}.json").write_text(json.dumps({"features": s.design_polygons()}))
+        write_layout(out / "layout" / f"{stem}.json", s.design_polygons())
         rows.append({
             "stem": stem,
             "exposure_case": c,

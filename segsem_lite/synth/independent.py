@@ -29,8 +29,6 @@ dataset in the project's format, one exposure case per named appearance conditio
 
 from __future__ import annotations
 
-import json
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -406,7 +404,7 @@ def write_independent_dataset(
     """
     import pandas as pd
 
-    from ..dataset import write_image, write_mask
+    from ..dataset import write_image, write_layout, write_mask
 
     names = tuple(conditions) if conditions else tuple(CONDITIONS)
     unknown = [n for n in names if n not in CONDITIONS]
@@ -423,9 +421,8 @@ def write_independent_dataset(
             write_image(out / "images" / f"{stem}.png", s.image)
             write_mask(out / "masks" / f"{stem}.png", s.instances)
             if with_design:
-                (out / "layout").mkdir(parents=True, exist_ok=True)
-                features = {str(k): [np.round(o, 3).tolist()] for k, o in s.design.items()}
-                (out / "layout" / f"{stem}.json").write_text(json.dumps({"features": features}))
+                write_layout(out / "layout" / f"{stem}.json",
+                             {k: [np.round(o, 3).tolist()] for k, o in s.design.items()})
             rows.append({"stem": stem, "exposure_case": name, "pixel_size_nm": round(s.pixel_size_nm, 4),
                          "split": "test" if i >= n_per_condition - n_test else "train", "layout_kind": s.pattern,
                          "clip_tone": s.tone,

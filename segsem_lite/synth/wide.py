@@ -21,12 +21,12 @@ measured there is measured on an appearance it never saw.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.signal import lfilter
 
 from . import imaging, lithography
@@ -117,10 +117,10 @@ def feature_cnr(image: np.ndarray, instances: np.ndarray) -> float:
     along rows or along columns, whichever is larger (so scan-line offsets count as noise).
     NaN when the image has no feature or no background.
     """
-    from scipy import ndimage as ndi
-
     im = np.asarray(image, dtype=np.float64)
     feat = np.asarray(instances) > 0
+    if not feat.any() or feat.all():
+        return float("nan")
     sigma = 0.0
     for axis in (0, 1):
         d = np.diff(im, axis=axis)
@@ -128,7 +128,7 @@ def feature_cnr(image: np.ndarray, instances: np.ndarray) -> float:
     regions = (ndi.binary_erosion(feat, iterations=3), ~ndi.binary_dilation(feat, iterations=3),
                ndi.binary_dilation(feat, iterations=2) & ~ndi.binary_erosion(feat, iterations=2))
     means = [im[r].mean() for r in regions if r.sum() >= 20]
-    if len(means) < 2 or not feat.any() or feat.all():
+    if len(means) < 2:
         return float("nan")
     return (max(means) - min(means)) / max(sigma, 1e-9)
 
@@ -236,7 +236,7 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ..dataset import write_image, write_mask
+    from ..dataset import write_image, write_layout, write_mask
     from .layout import feature_outline
 
     if n < 1:
@@ -248,20 +248,20 @@ def write_wide_dataset(out: str | Path, *, n: int, seed: int, size: int = 512, n
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = []
     for i in tqdm(range(n), disable=not progress, desc="synth", unit="img"):
-        s = make_wide_sample(np.random.SeedSequence([seed, i]), size=size, ranges=ranges)
-        cnr, attempt = feature_cnr(s.image, s.instances), 0
-        while min_cnr > 0 and not cnr >= min_cnr:
-            attempt += 1
-            if attempt > 200:
-                raise ValueError(f"Invalid min_cnr {min_cnr!r}: 200 draws of image {i} stayed below it")
-            s = make_wide_sample(np.random.SeedSequence([seed, i, attempt]), size=size, ranges=ranges)
+        for attempt in range(201):
+            s = make_wide_sample(np.random.SeedSequence([seed, i, attempt] if attempt else [seed, i]), size=size,
+                                 ranges=ranges)
             cnr = feature_cnr(s.image, s.instances)
+            if min_cnr <= 0 or cnr >= min_cnr:
+                break
+        else:
+            raise ValueError(f"Invalid min_cnr {min_cnr!r}: 201 draws of image {i} stayed below it")
         stem = f"wide_{i:04d}"
         write_image(out / "images" / f"{stem}.png", s.image)
         write_mask(out / "masks" / f"{stem}.png", s.instances)
         polys = {str(f.label): [np.round(p, 3).tolist() for p in feature_outline(f, s.pixel_size_nm)]
                  for f in s.clip.features}
-        (out / "layout" / f"{stem}.json").write_text(json.dumps({"features": polys}))
+        write_layout(out / "layout" / f"{stem}.json", polys)
         ap, case = s.appearance, s.appearance["case"]
         condition = wide_condition(case.material_contrast, case.frames, case.edge_gain, ap["lag_weight"],
                                    ap["jpeg_quality"])
