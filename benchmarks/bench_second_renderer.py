@@ -17,6 +17,46 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+
+def issue_baseline(ds) -> "pd.DataFrame":
+    """The 30-line baseline #14 was measured against, on the same targets: Gaussian denoise, Sauvola
+    (51 px window, k 0.2), polarity from the clip's tone (bright resist lines, dark openings), closing,
+    hole filling, the component at the prompt or the nearest one. It is told the clip's tone (meta
+    ``clip_tone``), which the pipeline is not.
+    """
+    import pandas as pd
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_sauvola
+    from skimage.morphology import disk
+
+    from segsem_lite.batch import _iter_images
+    from segsem_lite.metrics import iou
+
+    rows = []
+    for stem, image, mask, targets, error in _iter_images(ds, ds.stems):
+        if error is not None or not targets:
+            continue
+        smooth = ndi.gaussian_filter(np.asarray(image, np.float64), 1.5)
+        # Sauvola finds dark foreground: bright resist lines are found in the inverted image. Its dynamic range R
+        # is the image type's (a float image would otherwise get skimage's R = 1).
+        top = float(np.iinfo(image.dtype).max if image.dtype.kind in "ui" else image.max())
+        if ds.row(stem)["clip_tone"] == "line":
+            smooth = top - smooth
+        fg = smooth < threshold_sauvola(smooth, window_size=51, k=0.2, r=top / 2)
+        fg = ndi.binary_fill_holes(ndi.binary_closing(fg, disk(2)))
+        comps, n = ndi.label(fg)
+        for t in targets:
+            x, y = (int(round(v)) for v in t.prompt_xy)
+            k = comps[y, x]
+            if k == 0 and n:
+                dist, (ry, rx) = ndi.distance_transform_edt(comps == 0, return_indices=True)
+                k = comps[ry[y, x], rx[y, x]]
+            rows.append({"stem": stem, "label": t.label, "baseline_found": bool(k),
+                         "baseline_iou": iou(comps == k, mask == t.label) if k else 0.0})
+    return pd.DataFrame(rows)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -27,6 +67,7 @@ def main() -> None:
     ap.add_argument("--design", action="store_true", help="render the set with its design polygons (layout/)")
     ap.add_argument("--data", type=Path, help="an existing dataset instead of a new second-renderer set")
     ap.add_argument("--out", type=Path, help="where per_sample.csv and the rest are written")
+    ap.add_argument("--baseline", action="store_true", help="also score #14's 30-line baseline on the same targets")
     args = ap.parse_args()
 
     import pandas as pd
@@ -42,6 +83,7 @@ def main() -> None:
         t0 = time.perf_counter()
         report = ss.evaluate_dataset(ss.Dataset(data), model=model, progress=False)
         seconds = time.perf_counter() - t0
+        base = issue_baseline(ss.Dataset(data)) if args.baseline else None
         if args.out:
             report.write(args.out)
     ps = report.per_sample
@@ -56,10 +98,17 @@ def main() -> None:
                      "EPE px (targets)": ps[f"{n}_epe_px"].mean(), "IoU (images)": per_image[f"{n}_iou"].mean(),
                      "EPE px (images)": per_image[f"{n}_epe_px"].mean(),
                      "no contour": int((ps[f"{n}_source"] == "error").sum())})
+    if base is not None:
+        ps = ps.merge(base, on=["stem", "label"], how="left")
+        rows.append({"pipeline": "#14's 30-line baseline (told the clip's tone)",
+                     "IoU (targets)": ps.baseline_iou.mean(), "IoU (images)": ps.groupby("stem").baseline_iou.mean().mean(),
+                     "no contour": int((~ps.baseline_found.astype(bool)).sum())})
     print(pd.DataFrame(rows).round(3).to_string(index=False))
     if model is not None:
         print(f"fallback: {(ps.segsem_source != 'sam2').mean():.1%} of targets")
     cols = {f"{n}_iou": f"{PIPELINE_NAMES[n]} IoU" for n in names}
+    if base is not None:
+        cols["baseline_iou"] = "#14 baseline IoU"
     table = ps.groupby("exposure_case").agg(targets=("stem", "size"), **{
         v: (k, "mean") for k, v in cols.items()})
     print(table.round(3).to_string())

@@ -114,6 +114,7 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         next_id += len(polys)
         for p in polys:
             cell.add(gdstk.Polygon(p, layer=layer[0], datatype=layer[1]))
+        appearance = {}
         if renderer == "physics":
             image, labels = sample.image, sample.instances
             condition = f"case{case}"
@@ -125,6 +126,7 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
                                           size=full, tone=sample.clip.tone, outlines=site_px, pixel_size_nm=ps,
                                           roughness=roughness)
             image, labels = rendered.image, rendered.instances
+            appearance = {k: round(float(rendered.params[k]), 4) for k in ("contrast", "charging", "tail_px")}
         image, labels = image[pad:pad + size, pad:pad + size], labels[pad:pad + size, pad:pad + size]
         relabel = np.zeros(int(labels.max()) + 1, np.int32)
         for k in range(1, len(relabel)):
@@ -136,7 +138,8 @@ def write_chip_dataset(out: str | Path, *, n_sites: int, seed: int, size: int = 
         rows_meta.append({"stem": stem, "pixel_size_nm": ps, "layout_x_nm": round(center[0] + dx, 3),
                           "layout_y_nm": round(center[1] + dy, 3), "true_x_nm": center[0], "true_y_nm": center[1],
                           "layout_kind": kind, "clip_tone": sample.clip.tone, "condition": condition,
-                          "exposure_case": case if renderer == "physics" else names.index(condition) + 1})
+                          "exposure_case": case if renderer == "physics" else names.index(condition) + 1,
+                          **appearance})
     lib.write_gds(str(out / "chip.gds"))
     pd.DataFrame(rows_meta).to_csv(out / "meta.csv", index=False)
     return out

@@ -339,6 +339,7 @@ def render_independent(
     if beam_px > 0.3:
         sig = cv2.GaussianBlur(sig, (0, 0), beam_px)
     charging = rng.uniform(*appearance.charging) * rng.choice([-1.0, 1.0])
+    tail_px = 0.0
     if charging:
         resist = _down(resist_big.astype(np.float32))
         tail_px = rng.uniform(4, 25)
@@ -363,7 +364,7 @@ def render_independent(
     img = np.clip((noisy * gain + offset), 0, 1) * top
     image = np.round(img).astype(np.uint8 if bits == 8 else np.uint16)
     params = dict(pixel_size_nm=ps, contrast=contrast, band=band, band_nm=band_px / _SS * ps, beam_nm=beam_px * ps,
-                  charging=charging, drift=drift, frames=frames, bit_depth=bits, ler_px=ler_px)
+                  charging=charging, tail_px=tail_px, drift=drift, frames=frames, bit_depth=bits, ler_px=ler_px)
     return IndependentSample(image=image, instances=instances, tone=tone, pattern=pattern, pixel_size_nm=ps,
                              feature_px=cd, params=params, design=design)
 
