@@ -13,6 +13,7 @@ without a contour.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--design", action="store_true", help="render the set with its design polygons (layout/)")
     ap.add_argument("--data", type=Path, help="an existing dataset instead of a new second-renderer set")
     ap.add_argument("--out", type=Path, help="where per_sample.csv and the rest are written")
+    ap.add_argument("--set", action="append", metavar="STAGE.FIELD=VALUE", help="a pipeline setting, as segsem's")
     ap.add_argument("--baseline", action="store_true", help="also score #14's 30-line baseline on the same targets")
     args = ap.parse_args()
 
@@ -81,7 +83,8 @@ def main() -> None:
                                                       seed=args.seed, size=args.size, with_design=args.design)
         model = ss.load_model(args.model, device="cpu")
         t0 = time.perf_counter()
-        report = ss.evaluate_dataset(ss.Dataset(data), model=model, progress=False)
+        config = ss.PipelineConfig.from_dict({k: json.loads(v) for k, v in (p.split("=", 1) for p in args.set or [])})
+        report = ss.evaluate_dataset(ss.Dataset(data), model=model, config=config, progress=False)
         seconds = time.perf_counter() - t0
         base = issue_baseline(ss.Dataset(data)) if args.baseline else None
         if args.out:
@@ -90,7 +93,7 @@ def main() -> None:
     names = [n for n in ("standard", "standard_ep", "segsem") if model is not None or n != "segsem"]
     where = (args.data if args.data else
              f"second renderer, {args.n_per_condition} per condition, {args.size} px, seed {args.seed}")
-    print(f"data: {where}; model: {args.model}; {len(ps)} targets in {ps.stem.nunique()} images, {seconds:.0f} s")
+    print(f"data: {where}; model: {args.model}; settings: {args.set or 'defaults'}; {len(ps)} targets in {ps.stem.nunique()} images, {seconds:.0f} s")
     rows = []
     for n in names:
         per_image = ps.groupby("stem")[[f"{n}_iou", f"{n}_epe_px"]].mean()

@@ -72,6 +72,12 @@ class FallbackConfig:
     low_snr : float
         Below this contrast-to-noise ratio of single pixels the smoothing grows, up to
         twice.
+    nlm_below_snr : float
+        Below this contrast-to-noise ratio of single pixels the classical path thresholds a
+        non-local-means denoised copy of the image (:func:`segsem_lite.threshold.denoise_for_threshold`);
+        0 never does. The model and edge placement keep the raw image.
+    nlm_h : float
+        Non-local means' filter strength, in noise standard deviations.
     polarity : {"auto", "bright", "dark"}
         Which side of the threshold is the feature: ``auto`` tries both per target (a
         feature may be darker than its surroundings, brighter, or a dark interior inside
@@ -102,6 +108,8 @@ class FallbackConfig:
     denoise_snr: float = 12.0
     min_denoise_px: float = 1.0
     low_snr: float = 3.0
+    nlm_below_snr: float = 3.0
+    nlm_h: float = 0.8
     polarity: str = "auto"
     min_edge_ratio: float = 1.8
     search_radius: float = 0.5

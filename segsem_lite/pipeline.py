@@ -23,7 +23,7 @@ from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
 from .scale import ImageScale, measure_scale, to_unit_float
-from .threshold import MIN_IMAGE_SIDE, fallback_mask
+from .threshold import MIN_IMAGE_SIDE, denoise_for_threshold, fallback_mask
 
 __all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "check_image", "SOURCES"]
 
@@ -188,8 +188,9 @@ def segment_target(
         Width and box of the feature when discovery saw it (:class:`Target`): the
         fallback's scale and extent, and the model's box prompt when there is no design.
     unit_image : (M, N) float32 ndarray, optional
-        The image in [0, 1] (:func:`segsem_lite.scale.to_unit_float`), converted once by
-        :func:`segment_image` for all its targets.
+        The image the classical path thresholds, in [0, 1] and denoised when noisy
+        (:func:`segsem_lite.threshold.denoise_for_threshold`), made once by
+        :func:`segment_image` for all its targets; ``scale`` is then its scale.
 
     Returns
     -------
@@ -236,7 +237,9 @@ def segment_target(
         box = design.bbox_xyxy() if design is not None else None
         if box is not None:
             size_px = min(box[2] - box[0], box[3] - box[1]) + 1
-        mask = fallback_mask(img if unit_image is None else unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
+        if unit_image is None:
+            unit_image, scale = denoise_for_threshold(to_unit_float(img), scale, config=config.fallback)
+        mask = fallback_mask(unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
                              size_px=size_px, tone=tone, extent_xyxy=box_xyxy)
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
@@ -345,8 +348,7 @@ def segment_image(
         t0 = time.perf_counter()
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
-    scale = measure_scale(img) if targets else None
-    unit = to_unit_float(img) if targets else None
+    unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
     for i, t in enumerate(targets):
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,

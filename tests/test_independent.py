@@ -70,3 +70,28 @@ def test_design_polygons_sit_on_the_truth_and_small_faint_contacts_keep_their_co
     ps = evaluate_dataset(ds, stems=[stem], progress=False).per_sample
     assert (ps["standard_source"] == "error").mean() < 0.05
     assert ps["standard_ep_iou"].mean() >= ps["standard_iou"].mean() - 0.01
+
+
+def test_noisy_images_are_thresholded_after_non_local_means(tmp_path):
+    from dataclasses import replace
+
+    from segsem_lite.config import PipelineConfig
+    from segsem_lite.scale import measure_scale, to_unit_float
+    from segsem_lite.threshold import denoise_for_threshold
+
+    data = write_independent_dataset(tmp_path / "d", n_per_condition=2, seed=606, size=256,
+                                     conditions=("dark_resist", "low_contrast"))
+    ds = Dataset(data)
+    unit = to_unit_float(ds.load_sem(ds.stems[0]).image)
+    scale = measure_scale(unit)
+    assert scale.snr < PipelineConfig().fallback.nlm_below_snr
+    out, after = denoise_for_threshold(unit, scale)
+    assert after.noise < 0.5 * scale.noise and out.shape == unit.shape
+    clean = np.where(unit > 0.5, 0.8, 0.2).astype(np.float32)
+    assert denoise_for_threshold(clean)[0] is clean  # a clean image is thresholded as it is
+    base = PipelineConfig()
+    off = replace(base, fallback=replace(base.fallback, nlm_below_snr=0.0))
+    on_ps = evaluate_dataset(ds, config=base, progress=False).per_sample
+    off_ps = evaluate_dataset(ds, config=off, progress=False).per_sample
+    assert (on_ps["standard_source"] == "error").sum() <= (off_ps["standard_source"] == "error").sum()
+    assert on_ps["standard_iou"].mean() > off_ps["standard_iou"].mean() + 0.05
