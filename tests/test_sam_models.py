@@ -88,6 +88,12 @@ def test_bad_model_names(name, message):
         load_model(name)
 
 
+def test_default_names_the_shipped_sem_model_for_every_command():
+    from segsem_lite.sam.models import resolve_spec
+
+    assert resolve_spec("default") == resolve_spec("mini-sem")  # segsem finetune --model default, as extract's
+
+
 def test_devices():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "npu", "mps")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from ..errors import SegSEMError
-from .models import BUILTIN_MODELS, OFFICIAL_CONFIGS, InputPolicy, ModelSpec, build_model, load_model_file, load_state, \
+from .models import BUILTIN_MODELS, DEFAULT_SEM_MODEL, OFFICIAL_CONFIGS, InputPolicy, ModelSpec, build_model, load_model_file, load_state, \
     mini_spec, module_parameter_counts, resolve_spec, save_checkpoint
 from .predictor import SAM2Predictor
 
@@ -17,8 +17,6 @@ __all__ = [
     "shipped_default",
 ]
 
-#: The default SEM model of ``segsem extract`` and ``segsem evaluate`` once shipped.
-DEFAULT_SEM_MODEL = "mini-sem"
 #: A fresh, randomly initialised model of the project's small configuration (a training start).
 SCRATCH = "mini-scratch"
 

@@ -49,6 +49,8 @@ OFFICIAL_CONFIGS = {
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The project's own models, shipped in ``segsem_lite/models/``.
+#: The default SEM model of ``segsem extract``, ``segsem evaluate`` and ``segsem finetune`` (``--model default``).
+DEFAULT_SEM_MODEL = "mini-sem"
 BUILTIN_MODELS = {"mini-foundation": MODELS_DIR / "mini-foundation.pt", "mini-sem": MODELS_DIR / "mini-sem.pt"}
 
 
@@ -276,7 +278,12 @@ def load_model_file(path: str | Path, *, device: str | torch.device = "cpu"):
 
 
 def resolve_spec(name: str, checkpoint: str | None = None):
-    """Which model a name means: ``("builtin"|"file"|"official", spec_or_path)``."""
+    """Which model a name means: ``("builtin"|"file"|"official", spec_or_path)``.
+
+    ``default`` is the shipped SEM model (:data:`DEFAULT_SEM_MODEL`), as for ``segsem extract``.
+    """
+    if name == "default":
+        name = DEFAULT_SEM_MODEL
     if name in BUILTIN_MODELS:
         path = BUILTIN_MODELS[name]
         if not path.exists():
