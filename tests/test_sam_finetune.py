@@ -144,7 +144,11 @@ def test_box_prompts_from_the_design_train_and_are_used_at_inference(small_datas
                       config=FinetuneConfig(train="all", box_prompts=0.5, **SMALL), device="cpu", progress=False)
     model, trained = load_model_file(result.best_checkpoint)
     assert trained.input.box_prompt and not spec.input.box_prompt
-    assert not trained.iou_calibration, "a trained head is not described by its start's calibration"
+    cal = trained.iou_calibration
+    assert cal != calibrated_start.iou_calibration, "a trained head is not described by its start's calibration"
+    # best.pt comes calibrated on the run's validation images, or says why not
+    assert result.calibration and (("skipped" in result.calibration and not cal)
+                                   or ("validation images" in cal["data"] and cal["n"] == result.calibration["n"]))
     # at inference the design's box changes the prompt, hence the candidates
     image = ds.load_image(ds.split("test")[0])
     t = ds.targets(ds.split("test")[0], mask=ds.load_mask(ds.split("test")[0]), shape=image.shape)[0]

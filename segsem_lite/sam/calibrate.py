@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import SegSEMError
 
-__all__ = ["CalibrationFit", "isotonic", "fit_calibration", "collect_scores", "calibrate_model"]
+__all__ = ["CalibrationFit", "isotonic", "fit_calibration", "collect_scores", "calibrate_model", "calibrate_checkpoint"]
 
 
 def isotonic(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -96,7 +96,8 @@ def fit_calibration(predicted, true, *, per_bin: int = 20) -> CalibrationFit:
                           mae_before=float(np.abs(p - t).mean()), mae_after=float(np.abs(mapped - t).mean()))
 
 
-def collect_scores(predictor, dataset, *, split: str | None = None, progress: bool = False):
+def collect_scores(predictor, dataset, *, split: str | None = None, stems: list[str] | None = None,
+                   progress: bool = False):
     """Raw predicted IoU and true IoU of every candidate of every target, with the pipeline's prompts.
 
     Each target is prompted as :func:`segsem_lite.pipeline.segment_target` prompts it (its
@@ -116,7 +117,7 @@ def collect_scores(predictor, dataset, *, split: str | None = None, progress: bo
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     if not ds.has_masks:
         raise SegSEMError(f"{ds.root}: calibration needs ground truth, but there is no masks/ folder")
-    stems = ds.split(split) if split else ds.stems
+    stems = list(stems) if stems is not None else (ds.split(split) if split else ds.stems)
     was = predictor.calibrated
     predictor.calibrated = False
     pred, true = [], []
@@ -155,4 +156,20 @@ def calibrate_model(model: str, dataset, out, *, checkpoint: str | None = None, 
     info = {**fit.to_dict(), "data": str(dataset) + (f" ({split} split)" if split else "")}
     spec = replace(predictor.spec, iou_calibration=info)
     save_checkpoint(Path(out), predictor.model.float().cpu(), spec)
+    return fit
+
+
+def calibrate_checkpoint(path, dataset, stems: list[str], *, data: str, device: str = "cpu") -> CalibrationFit:
+    """Fit the calibration of the checkpoint at ``path`` on ``stems`` of ``dataset`` and write it into ``path``.
+
+    What ``segsem finetune`` does to ``best.pt`` with the run's validation images, so the
+    run's checkpoint is ready for the gate.
+    """
+    from . import load_predictor
+    from .models import save_checkpoint
+
+    predictor = load_predictor(str(path), device=device)
+    fit = fit_calibration(*collect_scores(predictor, dataset, stems=stems))
+    spec = replace(predictor.spec, iou_calibration={**fit.to_dict(), "data": data})
+    save_checkpoint(Path(path), predictor.model.float().cpu(), spec)
     return fit

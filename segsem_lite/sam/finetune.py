@@ -337,6 +337,9 @@ class FinetuneResult:
     log: list[dict]
     parameter_counts: dict
     wall_time_s: float
+    #: The calibration fitted into best.pt on the validation images (n, mae_before, mae_after), or why it was
+    #: skipped; None on other ranks.
+    calibration: dict | None = None
 
 
 LOG_FIELDS = ["step", "lr", "seg", "iou_reward", "count", "epe", "total", "val_iou", "val_iou_best_of_k",
@@ -560,13 +563,26 @@ def finetune(
         metrics = evaluate_sampler(fwd, val_set, dev, limit=config.max_val_targets, box=use_box)
         best_val, best_step = metrics["val_iou"], step
         save_best(metrics)
+    calibration = None
+    if rank == 0:
+        # best.pt is made ready for the gate: its IoU head calibrated on the run's validation images
+        from .calibrate import calibrate_checkpoint
+
+        try:
+            fit = calibrate_checkpoint(run_dir / "best.pt", ds, val_s, data=f"{ds.root} (validation images of the run)")
+            calibration = {"n": fit.n, "mae_before": round(fit.mae_before, 4), "mae_after": round(fit.mae_after, 4)}
+        except SegSEMError as exc:  # too few validation candidates: best.pt stays uncalibrated, and says why
+            calibration = {"skipped": str(exc)}
+        info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+        (run_dir / "run.json").write_text(json.dumps({**info, "calibration": calibration}, indent=2))
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
     return FinetuneResult(run_dir=run_dir, best_checkpoint=run_dir / "best.pt", best_val_iou=best_val,
                           best_step=best_step, steps=step, stopped_early=stopped_early, log=log_rows,
-                          parameter_counts=counts, wall_time_s=wall0 + time.perf_counter() - t_start)
+                          parameter_counts=counts, wall_time_s=wall0 + time.perf_counter() - t_start,
+                          calibration=calibration)
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
