@@ -574,7 +574,9 @@ def finetune(
         except SegSEMError as exc:  # too few validation candidates: best.pt stays uncalibrated, and says why
             calibration = {"skipped": str(exc)}
         info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-        (run_dir / "run.json").write_text(json.dumps({**info, "calibration": calibration}, indent=2))
+        outcome = {"best_val_iou": best_val, "best_step": best_step, "steps": step, "stopped_early": stopped_early,
+                   "wall_time_s": round(wall0 + time.perf_counter() - t_start, 1)}
+        (run_dir / "run.json").write_text(json.dumps({**info, **outcome, "calibration": calibration}, indent=2))
     if world > 1:
         import torch.distributed as dist
 
