@@ -191,6 +191,23 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_label(args) -> int:
+    from .dataset import Dataset
+    from .label import label_images
+
+    config = _config(args)
+    engine = _engine(args)
+    model = _model(args, engine)
+    ds = Dataset(args.images, pixel_size_nm=args.pixel_size, crop=_crop(args.crop), layout=args.layout,
+                 layer=args.layer)
+    summary = label_images(ds, args.out, model=model, config=config, progress=not args.quiet, engine=engine)
+    print(summary.format())
+    print(f"review: set accept to no in {Path(args.out) / 'review.csv'} for a wrong mask (overlays in "
+          f"{Path(args.out) / 'proposals'}), then run the same command again; then "
+          f"segsem finetune {args.out} --model default --train encoders --out RUN")
+    return 0
+
+
 def _add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--model", default=default,
                    help="'traditional' (Sauvola only), 'default', a built-in model name, a project checkpoint, "
@@ -275,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p, DEFAULT_MODEL)
     _add_engine_flags(p)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("label", help="propose a mask per target, write a review sheet (accept yes/no per target) "
+                                     "and a dataset of the accepted masks for segsem finetune")
+    p.add_argument("images", type=Path, help="image files, a folder of them or a dataset folder, as extract takes")
+    p.add_argument("--out", required=True, type=Path,
+                   help="the labelled dataset: proposals/, review.csv, then images/, masks/, meta.csv")
+    p.add_argument("--pixel-size", type=float, metavar="NM", help="nm per pixel where meta.csv gives none")
+    p.add_argument("--crop", metavar="X0,Y0,X1,Y1", help="the field in px, instead of the image without its data bar")
+    p.add_argument("--layout", type=Path, metavar="CHIP.gds|.oas",
+                   help="the chip's layout: its features are the targets")
+    p.add_argument("--layer", metavar="L/D", help="the layout layer to read")
+    _add_model_flags(p, DEFAULT_MODEL)
+    _add_engine_flags(p)
+    p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("report", help="run a chapter of the book on a dataset: executed notebook and HTML page")
     p.add_argument("chapter", help="a chapter name such as 07_exposure_analysis, or a MyST .md / .ipynb file")

@@ -156,13 +156,14 @@ class TargetSampler:
         Input size and policy.
     """
 
-    def __init__(self, items: list[_Item], spec: ModelSpec):
+    def __init__(self, items: list[_Item], spec: ModelSpec, *, where: str = "the dataset's images"):
         if not items:
-            raise SegSEMError("no training targets: the dataset's images have no targets with masks")
+            raise SegSEMError(f"no training targets: {where} have no masked target clear of the image border")
         self.items, self.spec = items, spec
 
     @classmethod
-    def from_dataset(cls, ds: Dataset, stems: list[str], spec: ModelSpec) -> "TargetSampler":
+    def from_dataset(cls, ds: Dataset, stems: list[str], spec: ModelSpec, *,
+                     role: str = "training") -> "TargetSampler":
         items = []
         for stem in stems:
             image = ds.load_image(stem)
@@ -171,7 +172,8 @@ class TargetSampler:
                 raise SegSEMError(f"{ds.images[stem]}: fine-tuning needs a mask for every training image")
             for t in ds.targets(stem, mask=labels, shape=image.shape, border=False):
                 items.append(_Item(image, labels == t.label, t))
-        return cls(items, spec)
+        names = ", ".join(stems[:3]) + (", ..." if len(stems) > 3 else "")
+        return cls(items, spec, where=f"the {role} images ({names}) of {ds.root}")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -435,7 +437,7 @@ def finetune(
         spec = clone_spec(spec, iou_calibration={})
     use_box = spec.input.box_prompt
     train_set = TargetSampler.from_dataset(ds, train_s, spec)
-    val_set = TargetSampler.from_dataset(ds, val_s, spec) if val_s else train_set
+    val_set = TargetSampler.from_dataset(ds, val_s, spec, role="validation") if val_s else train_set
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
