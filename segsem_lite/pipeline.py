@@ -122,6 +122,11 @@ def check_image(image: np.ndarray, *, where: str = "image") -> np.ndarray:
     return img
 
 
+#: A fallback region more than this factor off its design's area (either way) is tried again at the image's own
+#: scale instead of the design's.
+OFF_DESIGN_AREA = 1.5
+
+
 def _reach_px(config: PipelineConfig, ps: float) -> int:
     """How far past a mask refinement and edge placement look, px (edge placement's own crop included)."""
     edge = config.edge
@@ -241,6 +246,14 @@ def segment_target(
             unit_image, scale = denoise_for_threshold(to_unit_float(img), scale, config=config.fallback)
         mask = fallback_mask(unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
                              size_px=size_px, tone=tone, extent_xyxy=box_xyxy)
+        area = design.area_px if design is not None else None
+        if box is not None and area and abs(np.log((mask.sum() + 1) / area)) > np.log(OFF_DESIGN_AREA):
+            # far from its design's area: the design's box may have misjudged the scale (an L or a T is far
+            # narrower than its box); the image's own scale is asked, and the region nearer the design's area wins
+            again = fallback_mask(unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
+                                  tone=tone, extent_xyxy=box_xyxy)
+            if again.any() and abs(np.log(again.sum() / area)) < abs(np.log((mask.sum() + 1) / area)):
+                mask = again
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
             # never silently dropped: the model's best candidate, flagged with why

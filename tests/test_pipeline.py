@@ -134,3 +134,26 @@ def test_dataset_targets_run_end_to_end(small_dataset):
     out = segment_image(ds.load_image(stem), ds.targets(stem, mask=mask))
     assert out and all(not isinstance(r, Exception) for r in out)
     assert np.mean([mask_scores(r.mask, mask == r.label).iou for r in out]) > 0.5
+
+
+def test_a_t_shape_is_not_segmented_at_its_bounding_box_scale():
+    """A T's design box is 80 px, its arms 9 px wide: at the box's scale the fallback blurs the arms into a blob
+    twice the design's area; the image's own scale is asked then, and the region nearer the design wins."""
+    from scipy import ndimage as ndi
+    from skimage.draw import polygon as draw_polygon
+
+    from segsem_lite.dataset import Target, design_from_polygons
+    from segsem_lite.metrics import iou
+    from segsem_lite.pipeline import segment_image
+
+    tee = np.array([[23.5, 149.3], [103.5, 149.3], [103.5, 158.1], [67.9, 158.1], [67.9, 233.7], [59.1, 233.7],
+                    [59.1, 158.1], [23.5, 158.1]])
+    truth = np.zeros((256, 256), bool)
+    truth[draw_polygon(tee[:, 1], tee[:, 0], truth.shape)] = True
+    rng = np.random.default_rng(0)
+    image = ndi.gaussian_filter(0.35 + 0.17 * truth, 1.2) + rng.normal(0, 0.03, truth.shape)
+    image = np.clip(image * 255, 0, 255).astype(np.uint8)
+    design = design_from_polygons([tee])
+    res = segment_image(image, [Target(stem="t", label=1, prompt_xy=(78.0, 154.0), design=design)], model=None)[0]
+    assert 1 / 1.5 < res.mask.sum() / design.area_px < 1.5
+    assert iou(res.mask, truth) > 0.65  # 0.47 at the box's scale
