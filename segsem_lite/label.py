@@ -101,14 +101,10 @@ def read_review(path: str | Path) -> list[dict]:
     return rows
 
 
-def _write_review(path: Path, rows: list[dict]) -> None:
-    def _write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=REVIEW_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    from .batch import _write_rows
 
-    atomic_write(path, _write)
+    atomic_write(path, lambda tmp: _write_rows(tmp, rows, fields))
 
 
 def write_labelled_dataset(root: str | Path, images: str | Path | Dataset | None = None) -> LabelSummary:
@@ -168,14 +164,7 @@ def write_labelled_dataset(root: str | Path, images: str | Path | Dataset | None
         extra = {k: v for k, v in ds.row(stem).items() if k not in ("stem", "pixel_size_nm", "split")}
         meta_rows.append({"stem": stem, "pixel_size_nm": sizes.get(stem, ""), **extra})
     fields = ["stem", "pixel_size_nm"] + sorted({k for r in meta_rows for k in r} - {"stem", "pixel_size_nm"})
-
-    def _meta(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            w.writerows(meta_rows)
-
-    atomic_write(root / "meta.csv", _meta)
+    _write_csv(root / "meta.csv", meta_rows, fields)
     failed = []
     rec = proposals / "records.csv"
     if rec.exists():
@@ -235,7 +224,7 @@ def label_images(images: str | Path | Dataset, out: str | Path, *, model=None, c
         rows.append({**{k: r.get(k, "") for k in REVIEW_FIELDS},
                      "overlay": Path(os.path.relpath(overlay, out)).as_posix(),
                      "accept": kept.get((r["stem"], r["label"]), "yes" if r["status"] == "ok" else "no")})
-    _write_review(review, rows)
+    _write_csv(review, rows, REVIEW_FIELDS)
     return write_labelled_dataset(out, ds)
 
 
@@ -254,7 +243,7 @@ def review_widget(root: str | Path, *, columns: int = 4, size_px: int = 160):
     def save(*_):
         for r, box in zip(rows, toggles):
             r["accept"] = "yes" if box.value else "no"
-        _write_review(path, rows)
+        _write_csv(path, rows, REVIEW_FIELDS)
 
     cells, toggles = [], []
     for r in rows:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import SegSEMError
 
-__all__ = ["CalibrationFit", "isotonic", "fit_calibration", "collect_scores", "calibrate_model", "calibrate_checkpoint"]
+__all__ = ["CalibrationFit", "isotonic", "fit_calibration", "collect_scores", "calibrate_model"]
 
 
 def isotonic(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
@@ -141,35 +141,23 @@ def collect_scores(predictor, dataset, *, split: str | None = None, stems: list[
 
 
 def calibrate_model(model: str, dataset, out, *, checkpoint: str | None = None, split: str | None = None,
-                    device: str = "auto", per_bin: int = 20, progress: bool = False) -> CalibrationFit:
+                    stems: list[str] | None = None, data: str | None = None, device: str = "auto",
+                    per_bin: int = 20, progress: bool = False) -> CalibrationFit:
     """Fit the IoU-head calibration of ``model`` on ``dataset`` and save a checkpoint carrying it.
 
     ``out`` is a project checkpoint (weights, configuration, and the calibration), loadable
-    with ``--model OUT``; the model's own weights are unchanged.
+    with ``--model OUT``; the model's own weights are unchanged. ``out`` may be the model's
+    own checkpoint: ``segsem finetune`` calibrates ``best.pt`` in place on the run's
+    validation images (``stems``). ``data`` describes the images in the calibration record.
     """
     from . import load_predictor
     from .models import save_checkpoint
 
     predictor = load_predictor(model, checkpoint=checkpoint, device=device)
-    pred, true = collect_scores(predictor, dataset, split=split, progress=progress)
+    pred, true = collect_scores(predictor, dataset, split=split, stems=stems, progress=progress)
     fit = fit_calibration(pred, true, per_bin=per_bin)
-    info = {**fit.to_dict(), "data": str(dataset) + (f" ({split} split)" if split else "")}
+    info = {**fit.to_dict(), "data": data or str(dataset) + (f" ({split} split)" if split else "")}
     spec = replace(predictor.spec, iou_calibration=info)
     save_checkpoint(Path(out), predictor.model.float().cpu(), spec)
     return fit
 
-
-def calibrate_checkpoint(path, dataset, stems: list[str], *, data: str, device: str = "cpu") -> CalibrationFit:
-    """Fit the calibration of the checkpoint at ``path`` on ``stems`` of ``dataset`` and write it into ``path``.
-
-    What ``segsem finetune`` does to ``best.pt`` with the run's validation images, so the
-    run's checkpoint is ready for the gate.
-    """
-    from . import load_predictor
-    from .models import save_checkpoint
-
-    predictor = load_predictor(str(path), device=device)
-    fit = fit_calibration(*collect_scores(predictor, dataset, stems=stems))
-    spec = replace(predictor.spec, iou_calibration={**fit.to_dict(), "data": data})
-    save_checkpoint(Path(path), predictor.model.float().cpu(), spec)
-    return fit

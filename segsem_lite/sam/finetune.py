@@ -568,10 +568,11 @@ def finetune(
     calibration = None
     if rank == 0:
         # best.pt is made ready for the gate: its IoU head calibrated on the run's validation images
-        from .calibrate import calibrate_checkpoint
+        from .calibrate import calibrate_model
 
         try:
-            fit = calibrate_checkpoint(run_dir / "best.pt", ds, val_s, data=f"{ds.root} (validation images of the run)")
+            fit = calibrate_model(str(run_dir / "best.pt"), ds, run_dir / "best.pt", stems=val_s, device="cpu",
+                                  data=f"{ds.root} (validation images of the run)")
             calibration = {"n": fit.n, "mae_before": round(fit.mae_before, 4), "mae_after": round(fit.mae_after, 4)}
         except SegSEMError as exc:  # too few validation candidates: best.pt stays uncalibrated, and says why
             calibration = {"skipped": str(exc)}
