@@ -23,7 +23,7 @@ from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
 from .scale import ImageScale, measure_scale, to_unit_float
-from .threshold import MIN_IMAGE_SIDE, denoise_for_threshold, fallback_mask
+from .threshold import MIN_IMAGE_SIDE, component_at, denoise_for_threshold, fallback_mask
 
 __all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "check_image", "SOURCES"]
 
@@ -162,6 +162,7 @@ def segment_target(
     size_px: float | None = None,
     box_xyxy: tuple | None = None,
     unit_image: np.ndarray | None = None,
+    territory: np.ndarray | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -196,6 +197,10 @@ def segment_target(
         The image the classical path thresholds, in [0, 1] and denoised when noisy
         (:func:`segsem_lite.threshold.denoise_for_threshold`), made once by
         :func:`segment_image` for all its targets; ``scale`` is then its scale.
+    territory : (M, N) bool ndarray, optional
+        The pixels nearer this target's design than any other target's
+        (:func:`territories`): the fallback region is cut to it, so a neighbour that
+        the design draws apart is never taken in, even where the print bridges them.
 
     Returns
     -------
@@ -254,6 +259,10 @@ def segment_target(
                                   tone=tone, extent_xyxy=box_xyxy)
             if again.any() and abs(np.log(again.sum() / area)) < abs(np.log((mask.sum() + 1) / area)):
                 mask = again
+        if territory is not None and mask.any():
+            kept = component_at(mask & territory, prompt_xy, search_radius_px=max(2.0, (size_px or 4) / 2))
+            if kept.any():
+                mask = kept
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
             # never silently dropped: the model's best candidate, flagged with why
@@ -319,6 +328,28 @@ def _to_image(res: SegmentationResult, field: tuple[int, int, int, int], shape: 
                    edges=pad(res.edges), contours=[c + offset for c in res.contours], candidates=pad(res.candidates))
 
 
+def territories(targets: Sequence[Target], shape: tuple[int, int]) -> np.ndarray | None:
+    """Each pixel's nearest designed target (1..n, in the order of ``targets``), or None.
+
+    A pixel belongs to the target whose design polygons are nearest: the fallback of one
+    target never takes in a neighbour that the design draws apart. None unless at least
+    two targets carry design polygons; targets without polygons own no pixel.
+    """
+    from skimage.draw import polygon as fill
+    from scipy import ndimage as ndi
+    drawn = np.zeros(shape, np.int32)
+    n = 0
+    for i, t in enumerate(targets):
+        for p in t.design.polygons if t.design is not None else ():
+            rr, cc = fill(p[:, 1], p[:, 0], shape)
+            drawn[rr, cc] = i + 1
+            n += 1 if rr.size else 0
+    if len(np.unique(drawn)) < 3:
+        return None
+    _, (r, c) = ndi.distance_transform_edt(drawn == 0, return_indices=True)
+    return drawn[r, c]
+
+
 def segment_image(
     image: np.ndarray,
     targets: Sequence[Target],
@@ -341,6 +372,9 @@ def segment_image(
         The part of the image that shows the sample (without its data bar): only it is
         encoded and thresholded. Results are in the whole image's coordinates and shape.
 
+    With two or more targets that carry design polygons, each target's fallback region is
+    cut to its territory, the pixels nearer its design than any other's.
+
     Returns
     -------
     list
@@ -362,12 +396,14 @@ def segment_image(
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
     unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
+    lands = territories(targets, img.shape)
     for i, t in enumerate(targets):
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                  keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
-                                 box_xyxy=t.box_xyxy, unit_image=unit)
+                                 box_xyxy=t.box_xyxy, unit_image=unit,
+                                 territory=None if lands is None else lands == i + 1)
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
             out.append(res if field is None else _to_image(res, field, full))

@@ -157,3 +157,35 @@ def test_a_t_shape_is_not_segmented_at_its_bounding_box_scale():
     res = segment_image(image, [Target(stem="t", label=1, prompt_xy=(78.0, 154.0), design=design)], model=None)[0]
     assert 1 / 1.5 < res.mask.sum() / design.area_px < 1.5
     assert iou(res.mask, truth) > 0.65  # 0.47 at the box's scale
+
+
+def test_a_designed_neighbour_bridged_in_print_stays_out_of_a_target():
+    """Two designed squares 8 px apart, printed with a bridge between them: the fallback finds one region for
+    both, and each target keeps only the pixels nearer its own design (its territory)."""
+    from scipy import ndimage as ndi
+
+    from segsem_lite.dataset import Target, design_from_polygons
+    from segsem_lite.metrics import iou
+    from segsem_lite.pipeline import segment_image, territories
+
+    squares = [np.array([[x0, 40.0], [x0 + 15, 40.0], [x0 + 15, 55.0], [x0, 55.0]]) for x0 in (30.0, 53.0)]
+    truth = np.zeros((96, 128), np.int32)
+    for i, s in enumerate(squares):
+        truth[40:56, int(s[0, 0]):int(s[0, 0]) + 16] = i + 1
+    printed = (truth > 0) | (np.arange(128)[None, :] >= 40) & (np.arange(128)[None, :] < 70) & \
+        (np.arange(96)[:, None] >= 45) & (np.arange(96)[:, None] < 50)
+    rng = np.random.default_rng(1)
+    image = ndi.gaussian_filter(0.3 + 0.3 * printed, 1.0) + rng.normal(0, 0.02, printed.shape)
+    image = np.clip(image * 255, 0, 255).astype(np.uint8)
+    targets = [Target(stem="b", label=i + 1, prompt_xy=(s[:, 0].mean(), 47.5), design=design_from_polygons([s]))
+               for i, s in enumerate(squares)]
+    lands = territories(targets, image.shape)
+    assert lands.shape == image.shape and set(np.unique(lands)) == {1, 2}
+    assert (lands[:, :49] == 1).all() and (lands[:, 50:] == 2).all()  # the squares' midline is x 49
+    alone = segment_image(image, targets[:1])[0]  # one target: no territory, the bridge joins the neighbour
+    assert alone.mask[:, 53:].sum() > 100
+    for res in segment_image(image, targets):
+        own = truth == res.label
+        assert not (res.mask & (lands != res.label)).any()
+        assert iou(res.mask, own) > 0.75
+    assert territories(targets[:1], image.shape) is None
