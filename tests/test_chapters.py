@@ -242,7 +242,7 @@ API_MODULES = ("segsem_lite", "segsem_lite.layout", "segsem_lite.sam.losses", "s
                "segsem_lite.synth.wide",
                "segsem_lite.engine", "segsem_lite.batch", "segsem_lite.plotting", "segsem_lite.explore",
                "segsem_lite.scale", "segsem_lite.edges", "segsem_lite.sam.finetune", "segsem_lite.sam.calibrate",
-               "segsem_lite.sam.study", "segsem_lite.label")
+               "segsem_lite.sam.study", "segsem_lite.label", "segsem_lite.sam.adapt")
 
 
 def test_the_api_page_documents_every_public_function():

@@ -1,4 +1,4 @@
-"""``segsem finetune``, ``segsem calibrate`` and ``segsem models``: the SAM2 engine's subcommands."""
+"""``segsem finetune``, ``segsem adapt``, ``segsem calibrate`` and ``segsem models``: the SAM2 engine's subcommands."""
 
 from __future__ import annotations
 
@@ -41,6 +41,34 @@ def _cmd_calibrate(args) -> int:
                           device=args.device, per_bin=args.per_bin, progress=not args.quiet)
     print(f"calibrated the IoU head on {fit.n} candidates ({args.dataset}): mean absolute error of predicted "
           f"IoU {fit.mae_before:.3f} raw, {fit.mae_after:.3f} calibrated; {len(fit.x)} knots; wrote {args.out}")
+    return 0
+
+
+def _cmd_adapt(args) -> int:
+    import torch
+
+    from .adapt import adapt
+    from .finetune import FinetuneConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = FinetuneConfig(train=args.train, lr=args.lr, max_steps=args.steps, seed=args.seed)
+    rounds = adapt(args.images, args.out, model=args.model, checkpoint=args.checkpoint, rounds=args.rounds,
+                   agree_iou=args.agree_iou, min_labels=args.min_labels, config=cfg, device=args.device,
+                   progress=not args.quiet)
+    for r in rounds:
+        trained = (f"best validation IoU {r.best_val_iou:.3f}; {r.checkpoint}" if r.checkpoint else
+                   f"fewer than {args.min_labels}: not trained")
+        how = "classical masks that agree with themselves (the model agreed too rarely)" if r.bootstrap else \
+            "where the model agrees with the classical path"
+        print(f"round {r.round}: {r.agreed} pseudo-labels of {r.targets} targets in {r.images} images, {how}; "
+              f"{trained}")
+    if not any(r.checkpoint for r in rounds):
+        print(f"segsem: error: {args.images}: no round had {args.min_labels} targets where the model and the "
+              f"classical path agree (IoU >= {args.agree_iou}); nothing to adapt on")
+        return 1
+    print(f"adapted model: {args.out / 'best.pt'}")
     return 0
 
 
@@ -105,6 +133,25 @@ def add_subcommands(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("adapt", help="self-train a model on unlabelled images of a new domain: pseudo-labels "
+                                     "where the classical path and the model agree")
+    p.add_argument("images", type=Path, help="images as segsem extract takes them (masks beside them are not read)")
+    p.add_argument("--model", required=True, help="starting model, as segsem finetune takes it")
+    p.add_argument("--checkpoint", help="checkpoint in Meta's format for an official config name")
+    p.add_argument("--out", required=True, type=Path, help="run folder (adapt.json, best.pt, round<k>/)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of pseudo-labelling and fine-tuning")
+    p.add_argument("--agree-iou", type=float, default=0.8,
+                   help="IoU a model candidate must reach against the classical mask (default: %(default)s)")
+    p.add_argument("--min-labels", type=int, default=20, help="fewer pseudo-labels end the adaptation")
+    p.add_argument("--train", choices=("encoders", "decoder", "all"), default="encoders")
+    p.add_argument("--steps", type=int, default=1000, help="at most this many steps per round")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("models", help="list the models --model accepts")
     p.set_defaults(func=_cmd_models)
