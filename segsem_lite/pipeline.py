@@ -259,10 +259,13 @@ def segment_target(
                                   tone=tone, extent_xyxy=box_xyxy)
             if again.any() and abs(np.log(again.sum() / area)) < abs(np.log((mask.sum() + 1) / area)):
                 mask = again
-        if territory is not None and mask.any():
-            kept = component_at(mask & territory, prompt_xy, search_radius_px=max(2.0, (size_px or 4) / 2))
+        if territory is not None and mask.any() and (mask & ~territory).any():
+            r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
+            kept = component_at(mask[r0:r1, c0:c1] & territory[r0:r1, c0:c1], (prompt_xy[0] - c0, prompt_xy[1] - r0),
+                                search_radius_px=max(2.0, (size_px or 4) / 2))
             if kept.any():
-                mask = kept
+                mask = np.zeros_like(mask)
+                mask[r0:r1, c0:c1] = kept
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
             # never silently dropped: the model's best candidate, flagged with why

@@ -224,7 +224,7 @@ def adapt(images: str | Path | Dataset, out: str | Path, *, model: str = "defaul
         net, spec = load_model(current, checkpoint=current_ckpt, device="cpu")
         result = finetune(net, spec, folder / "data", folder / "run", config=config, device=device,
                           resume=(folder / "run" / "last.pt").exists(), base_name=str(current), progress=progress)
-        current, current_ckpt = str(result.best_checkpoint), None
+        current, current_ckpt = str(Path(result.best_checkpoint).resolve()), None
         done.append(AdaptRound(round=k, targets=n_t, agreed=n_a, images=n_i, bootstrap=boot,
                                best_val_iou=float(result.best_val_iou), checkpoint=current))
         state.setdefault("wall_time_s", {})[f"round{k}"] = round(time.perf_counter() - t0, 1)
