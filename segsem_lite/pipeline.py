@@ -163,6 +163,7 @@ def segment_target(
     box_xyxy: tuple | None = None,
     unit_image: np.ndarray | None = None,
     territory: np.ndarray | None = None,
+    others: np.ndarray | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -197,10 +198,11 @@ def segment_target(
         The image the classical path thresholds, in [0, 1] and denoised when noisy
         (:func:`segsem_lite.threshold.denoise_for_threshold`), made once by
         :func:`segment_image` for all its targets; ``scale`` is then its scale.
-    territory : (M, N) bool ndarray, optional
-        The pixels nearer this target's design than any other target's
-        (:func:`territories`): the fallback region is cut to it, so a neighbour that
-        the design draws apart is never taken in, even where the print bridges them.
+    territory, others : (M, N) bool ndarrays, optional
+        The pixels nearer this target than any other, and the other targets' known
+        pixels (:func:`territories`): a fallback region that takes in another target
+        is cut to the territory, so a neighbour is never merged in, even where the
+        print bridges them.
 
     Returns
     -------
@@ -259,7 +261,7 @@ def segment_target(
                                   tone=tone, extent_xyxy=box_xyxy)
             if again.any() and abs(np.log(again.sum() / area)) < abs(np.log((mask.sum() + 1) / area)):
                 mask = again
-        if territory is not None and mask.any() and (mask & ~territory).any():
+        if territory is not None and others is not None and (mask & others).any():
             r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
             kept = component_at(mask[r0:r1, c0:c1] & territory[r0:r1, c0:c1], (prompt_xy[0] - c0, prompt_xy[1] - r0),
                                 search_radius_px=max(2.0, (size_px or 4) / 2))
@@ -331,26 +333,44 @@ def _to_image(res: SegmentationResult, field: tuple[int, int, int, int], shape: 
                    edges=pad(res.edges), contours=[c + offset for c in res.contours], candidates=pad(res.candidates))
 
 
-def territories(targets: Sequence[Target], shape: tuple[int, int]) -> np.ndarray | None:
-    """Each pixel's nearest designed target (1..n, in the order of ``targets``), or None.
+def territories(targets: Sequence[Target], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each pixel's nearest target, and where each target is known to be; None for fewer than two targets.
 
-    A pixel belongs to the target whose design polygons are nearest: the fallback of one
-    target never takes in a neighbour that the design draws apart. None unless at least
-    two targets carry design polygons; targets without polygons own no pixel.
+    A target is known by its prompt point; a fallback region that takes in another target's
+    prompt has merged with it (a bridge in the print, a charging tail), and is cut back to
+    the pixels nearer its own target than to any other: its territory. When the targets
+    carry design polygons (at least two do), the design draws every feature's extent:
+    territories are nearest-polygon, and every pixel is known as its nearest design's.
+
+    Returns
+    -------
+    (lands, seeds) : (M, N) int32 ndarrays, or None
+        ``lands``: the nearest target (1..n, in the order of ``targets``) of every pixel;
+        ``seeds``: each target's known pixels, 0 elsewhere (``lands`` itself with a design).
     """
-    from skimage.draw import polygon as fill
     from scipy import ndimage as ndi
-    drawn = np.zeros(shape, np.int32)
-    n = 0
-    for i, t in enumerate(targets):
-        for p in t.design.polygons if t.design is not None else ():
-            rr, cc = fill(p[:, 1], p[:, 0], shape)
-            drawn[rr, cc] = i + 1
-            n += 1 if rr.size else 0
-    if len(np.unique(drawn)) < 3:
+    from skimage.draw import polygon as fill
+
+    if len(targets) < 2:
         return None
-    _, (r, c) = ndi.distance_transform_edt(drawn == 0, return_indices=True)
-    return drawn[r, c]
+    seeds = np.zeros(shape, np.int32)
+    designed = sum(bool(t.design is not None and t.design.polygons) for t in targets) >= 2
+    if designed:
+        for i, t in enumerate(targets):
+            for p in t.design.polygons if t.design is not None else ():
+                rr, cc = fill(p[:, 1], p[:, 0], shape)
+                seeds[rr, cc] = i + 1
+    else:
+        for i, t in enumerate(targets):
+            r, c = int(round(t.prompt_xy[1])), int(round(t.prompt_xy[0]))
+            if 0 <= r < shape[0] and 0 <= c < shape[1]:
+                seeds[r, c] = i + 1
+    if len(np.unique(seeds)) < 3:
+        return None
+    _, (r, c) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    lands = seeds[r, c]
+    # a design draws every feature's extent: a pixel nearer another design belongs to that feature
+    return lands, (lands if designed else seeds)
 
 
 def segment_image(
@@ -375,8 +395,9 @@ def segment_image(
         The part of the image that shows the sample (without its data bar): only it is
         encoded and thresholded. Results are in the whole image's coordinates and shape.
 
-    With two or more targets that carry design polygons, each target's fallback region is
-    cut to its territory, the pixels nearer its design than any other's.
+    A fallback region that takes in another target (its design polygon, or its prompt when
+    there is no design) is cut to its territory, the pixels nearer its own target than any
+    other's (:func:`territories`).
 
     Returns
     -------
@@ -399,14 +420,15 @@ def segment_image(
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
     unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
-    lands = territories(targets, img.shape)
+    split = territories(targets, img.shape)
     for i, t in enumerate(targets):
         try:
             res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                  keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
                                  box_xyxy=t.box_xyxy, unit_image=unit,
-                                 territory=None if lands is None else lands == i + 1)
+                                 territory=None if split is None else split[0] == i + 1,
+                                 others=None if split is None else (split[1] > 0) & (split[1] != i + 1))
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
             out.append(res if field is None else _to_image(res, field, full))

@@ -179,9 +179,10 @@ def test_a_designed_neighbour_bridged_in_print_stays_out_of_a_target():
     image = np.clip(image * 255, 0, 255).astype(np.uint8)
     targets = [Target(stem="b", label=i + 1, prompt_xy=(s[:, 0].mean(), 47.5), design=design_from_polygons([s]))
                for i, s in enumerate(squares)]
-    lands = territories(targets, image.shape)
+    lands, seeds = territories(targets, image.shape)
     assert lands.shape == image.shape and set(np.unique(lands)) == {1, 2}
     assert (lands[:, :49] == 1).all() and (lands[:, 50:] == 2).all()  # the squares' midline is x 49
+    assert (seeds == lands).all()  # with a design, every pixel is its nearest design's
     alone = segment_image(image, targets[:1])[0]  # one target: no territory, the bridge joins the neighbour
     assert alone.mask[:, 53:].sum() > 100
     for res in segment_image(image, targets):
@@ -189,3 +190,9 @@ def test_a_designed_neighbour_bridged_in_print_stays_out_of_a_target():
         assert not (res.mask & (lands != res.label)).any()
         assert iou(res.mask, own) > 0.75
     assert territories(targets[:1], image.shape) is None
+    # without a design, the prompts tell the two apart: each region that takes in the other's prompt is cut
+    points = [Target(stem="b", label=t.label, prompt_xy=t.prompt_xy) for t in targets]
+    lands, seeds = territories(points, image.shape)
+    assert (seeds > 0).sum() == 2 and (lands[:, :49] == 1).all() and (lands[:, 50:] == 2).all()
+    for res in segment_image(image, points):
+        assert iou(res.mask, truth == res.label) > 0.75
