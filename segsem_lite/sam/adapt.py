@@ -152,8 +152,11 @@ def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, a
                 cands = getattr(m, "candidates", None)
             if cands is None or not any(_iou(cand, c.mask) >= agree_iou for cand in cands):
                 continue
+            free = c.mask & (labels == 0)
+            if not free.any():  # wholly inside an earlier pseudo-label
+                continue
             k += 1
-            labels[c.mask & (labels == 0)] = k
+            labels[free] = k
         n_agreed += k
         if k:
             src = ds.images[stem]
