@@ -73,3 +73,9 @@ def test_adapt_names_a_folder_without_images(tmp_path, capsys):
     assert main(["adapt", str(tmp_path / "empty"), "--model", "default", "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err
     assert "empty" in err and len(err.strip().splitlines()) == 1
+
+
+def test_adapt_needs_a_sam2_model(folder, tmp_path, capsys):
+    assert main(["adapt", str(folder), "--model", "traditional", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--model traditional" in err and len(err.splitlines()) == 1

@@ -195,6 +195,9 @@ def adapt(images: str | Path | Dataset, out: str | Path, *, model: str = "defaul
     from . import load_model, load_predictor
     from .finetune import finetune
 
+    if str(model) == "traditional":
+        raise SegSEMError("--model traditional: adaptation trains a SAM2 model; expected default, a built-in "
+                          "name, a project checkpoint or an official config")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = images if isinstance(images, Dataset) else Dataset(images)
