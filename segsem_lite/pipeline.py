@@ -162,8 +162,7 @@ def segment_target(
     size_px: float | None = None,
     box_xyxy: tuple | None = None,
     unit_image: np.ndarray | None = None,
-    territory: np.ndarray | None = None,
-    others: np.ndarray | None = None,
+    territory: tuple | None = None,
 ) -> SegmentationResult:
     """Segment one target: model candidates through the gate, else the fallback; refine; contour.
 
@@ -198,11 +197,10 @@ def segment_target(
         The image the classical path thresholds, in [0, 1] and denoised when noisy
         (:func:`segsem_lite.threshold.denoise_for_threshold`), made once by
         :func:`segment_image` for all its targets; ``scale`` is then its scale.
-    territory, others : (M, N) bool ndarrays, optional
-        The pixels nearer this target than any other, and the other targets' known
-        pixels (:func:`territories`): a fallback region that takes in another target
-        is cut to the territory, so a neighbour is never merged in, even where the
-        print bridges them.
+    territory : (lands, seeds, k), optional
+        :func:`territories` of the image's targets, and this target's number k: a
+        fallback region that takes in another target is cut to the pixels whose nearest
+        target is k, so a neighbour is never merged in, even where the print bridges them.
 
     Returns
     -------
@@ -261,13 +259,16 @@ def segment_target(
                                   tone=tone, extent_xyxy=box_xyxy)
             if again.any() and abs(np.log(again.sum() / area)) < abs(np.log((mask.sum() + 1) / area)):
                 mask = again
-        if territory is not None and others is not None and (mask & others).any():
-            r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
-            kept = component_at(mask[r0:r1, c0:c1] & territory[r0:r1, c0:c1], (prompt_xy[0] - c0, prompt_xy[1] - r0),
-                                search_radius_px=max(2.0, (size_px or 4) / 2))
-            if kept.any():
-                mask = np.zeros_like(mask)
-                mask[r0:r1, c0:c1] = kept
+        if territory is not None and mask.any():
+            lands, seeds, own = territory
+            on = seeds[mask]
+            if ((on > 0) & (on != own)).any():  # the region took in another target: cut to its own territory
+                r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
+                kept = component_at(mask[r0:r1, c0:c1] & (lands[r0:r1, c0:c1] == own),
+                                    (prompt_xy[0] - c0, prompt_xy[1] - r0), search_radius_px=max(2.0, (size_px or 4) / 2))
+                if kept.any():
+                    mask = np.zeros_like(mask)
+                    mask[r0:r1, c0:c1] = kept
         timings["fallback"] = (time.perf_counter() - t0) * 1e3
         if not mask.any() and scores:
             # never silently dropped: the model's best candidate, flagged with why
@@ -348,8 +349,7 @@ def territories(targets: Sequence[Target], shape: tuple[int, int]) -> tuple[np.n
         ``lands``: the nearest target (1..n, in the order of ``targets``) of every pixel;
         ``seeds``: each target's known pixels, 0 elsewhere (``lands`` itself with a design).
     """
-    from scipy import ndimage as ndi
-    from skimage.draw import polygon as fill
+    import cv2
 
     if len(targets) < 2:
         return None
@@ -358,17 +358,22 @@ def territories(targets: Sequence[Target], shape: tuple[int, int]) -> tuple[np.n
     if designed:
         for i, t in enumerate(targets):
             for p in t.design.polygons if t.design is not None else ():
-                rr, cc = fill(p[:, 1], p[:, 0], shape)
-                seeds[rr, cc] = i + 1
+                # pixel centres at integers: 4 fractional bits keep the polygon where it is
+                cv2.fillPoly(seeds, [np.round(np.asarray(p, float) * 16).astype(np.int32)], i + 1, shift=4)
     else:
         for i, t in enumerate(targets):
             r, c = int(round(t.prompt_xy[1])), int(round(t.prompt_xy[0]))
             if 0 <= r < shape[0] and 0 <= c < shape[1]:
                 seeds[r, c] = i + 1
-    if len(np.unique(seeds)) < 3:
+    if np.count_nonzero(np.bincount(seeds.ravel(), minlength=len(targets) + 1)[1:]) < 2:
         return None
-    _, (r, c) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    lands = seeds[r, c]
+    # the nearest seed pixel of every pixel (its own label), mapped to that seed's target
+    _, nearest = cv2.distanceTransformWithLabels((seeds == 0).astype(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    known = seeds > 0
+    target_of = np.zeros(int(nearest.max()) + 1, np.int32)
+    target_of[nearest[known]] = seeds[known]
+    lands = target_of[nearest]
     # a design draws every feature's extent: a pixel nearer another design belongs to that feature
     return lands, (lands if designed else seeds)
 
@@ -427,8 +432,7 @@ def segment_image(
                                  pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                  keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
                                  box_xyxy=t.box_xyxy, unit_image=unit,
-                                 territory=None if split is None else split[0] == i + 1,
-                                 others=None if split is None else (split[1] > 0) & (split[1] != i + 1))
+                                 territory=None if split is None else (*split, i + 1))
             if model is not None:
                 res.timings_ms["encode"] = encode_ms / len(targets)
             out.append(res if field is None else _to_image(res, field, full))
