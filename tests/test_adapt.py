@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segsem_lite.cli import main
-from segsem_lite.dataset import Dataset
+from segsem_lite.dataset import Dataset, write_image
 from segsem_lite.synth.independent import write_independent_dataset
 
 
@@ -26,6 +26,7 @@ def folder(tmp_path_factory):
         shutil.copy(data / "masks" / f"{p.stem}.png", out / "masks" / f"{p.stem}.png")
     with open(data / "meta.csv", newline="") as fh:
         meta = [r for r in csv.DictReader(fh) if r["stem"] in {p.stem for p in files}]
+    write_image(out / "tiny.png", np.zeros((1, 1), np.uint8))  # a bad image: recorded, the others go on
     with open(out / "meta.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(meta[0]))
         w.writeheader()
@@ -56,6 +57,9 @@ def test_adapt_pseudo_labels_train_and_resume(folder, tmp_path, capsys):
         n += int(labels.max())
         assert labels.shape == truth.load_image(stem).shape
     assert n == r0["agreed"]
+    with open(run / "round0" / "data" / "skipped.csv", newline="") as fh:
+        skipped = list(csv.DictReader(fh))
+    assert [r["stem"] for r in skipped] == ["tiny"] and "1x1" in skipped[0]["reason"]
     assert (run / "best.pt").is_file()
     assert load_predictor(str(run / "best.pt"), device="cpu") is not None
     # a finished round is not run again; a second round starts from the first one's model

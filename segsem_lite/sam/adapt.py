@@ -93,7 +93,8 @@ def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, a
         masks that agree with themselves (before and after edge placement, and with the
         design's area when there is a design).
     out : path
-        ``images/``, ``masks/`` (the pseudo-labels as instances) and ``meta.csv`` are written here.
+        ``images/``, ``masks/`` (the pseudo-labels as instances) and ``meta.csv`` are written
+        here, and ``skipped.csv``: each image that could not be read, with why.
     agree_iou : float
         The IoU a candidate must reach against the classical mask.
 
@@ -115,11 +116,12 @@ def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, a
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     n_targets = n_agreed = 0
-    rows = []
+    rows, skipped = [], []
     for stem in tqdm(ds.stems, desc="pseudo-labels", disable=not progress):
         try:
             got = _load(ds, stem)
-        except SegSEMError:
+        except SegSEMError as exc:  # a bad image never stops the others
+            skipped.append({"stem": stem, "reason": str(exc)})
             continue
         image = got.image
         targets = got.targets
@@ -164,6 +166,7 @@ def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, a
             write_image(out / "masks" / f"{stem}.png", labels if k > 255 else labels.astype(np.uint8))
             rows.append({"stem": stem, "pixel_size_nm": f"{got.pixel_size_nm:g}" if got.pixel_size_nm else ""})
     atomic_write(out / "meta.csv", lambda tmp: _write_rows(tmp, rows, ["stem", "pixel_size_nm"]))
+    atomic_write(out / "skipped.csv", lambda tmp: _write_rows(tmp, skipped, ["stem", "reason"]))
     return n_targets, n_agreed, len(rows)
 
 
