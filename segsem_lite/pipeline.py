@@ -198,7 +198,7 @@ def segment_target(
         (:func:`segsem_lite.threshold.denoise_for_threshold`), made once by
         :func:`segment_image` for all its targets; ``scale`` is then its scale.
     territory : (lands, seeds, k), optional
-        :func:`territories` of the image's targets, and this target's number k: a
+        ``territories`` of the image's targets, and this target's number k: a
         fallback region that takes in another target is cut to the pixels whose nearest
         target is k, so a neighbour is never merged in, even where the print bridges them.
 
@@ -389,6 +389,10 @@ def segment_image(
 ) -> list[SegmentationResult | SegSEMError]:
     """Segment every target of one image, encoding the image once.
 
+    A fallback region that takes in another target (its prompt, or with a design any pixel
+    nearer another design polygon) is cut to its territory, the pixels nearer its own
+    target than any other's (``segsem_lite.pipeline.territories``).
+
     Parameters
     ----------
     image : (M, N) ndarray
@@ -399,10 +403,6 @@ def segment_image(
     field : (x0, y0, x1, y1), optional
         The part of the image that shows the sample (without its data bar): only it is
         encoded and thresholded. Results are in the whole image's coordinates and shape.
-
-    A fallback region that takes in another target (its design polygon, or its prompt when
-    there is no design) is cut to its territory, the pixels nearer its own target than any
-    other's (:func:`territories`).
 
     Returns
     -------
