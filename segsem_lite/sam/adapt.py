@@ -38,6 +38,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..dataset import Dataset, atomic_write, write_image
 from ..errors import SegSEMError
+from ..metrics import iou
 from .finetune import FinetuneConfig
 
 __all__ = ["AdaptRound", "pseudo_labels", "adapt"]
@@ -73,11 +74,6 @@ class AdaptRound:
     bootstrap: bool
     best_val_iou: float | None
     checkpoint: str | None
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, agree_iou: float = 0.8,
@@ -148,11 +144,10 @@ def pseudo_labels(images: str | Path | Dataset, predictor, out: str | Path, *, a
                 area = t.design.area_px if t.design is not None else None
                 if area and abs(np.log(c.mask.sum() / area)) > np.log(1.25):
                     continue
-            if predictor is None:
                 cands = None if isinstance(m, SegSEMError) else [m.mask]
             else:
                 cands = getattr(m, "candidates", None)
-            if cands is None or not any(_iou(cand, c.mask) >= agree_iou for cand in cands):
+            if cands is None or not any(iou(cand, c.mask) >= agree_iou for cand in cands):
                 continue
             free = c.mask & (labels == 0)
             if not free.any():  # wholly inside an earlier pseudo-label
