@@ -285,6 +285,9 @@ class Alignment:
         The printed-design model the sub-pixel refinement chose (``align_to_design``): the
         design blurred by a Gaussian of this sigma (nm) and cut at this level; (0, 0.5) is
         the design as drawn.
+    tail_px : float
+        Length (px) of the charging tail along the scan that the sub-pixel refinement
+        modelled (``align_to_design``), chosen from :data:`TAIL_GRID_PX`.
     """
 
     dx_nm: float
@@ -296,6 +299,7 @@ class Alignment:
     ok: bool
     message: str = ""
     print_model: tuple = (0.0, 0.5)
+    tail_px: float = 0.0
 
 
 #: Below this normalised cross-correlation the alignment is flagged.
@@ -405,12 +409,20 @@ def _fit_map(search: list[np.ndarray], template: np.ndarray) -> np.ndarray:
 SCAN_TAILS_PX = (4.0, 16.0)
 
 
-def _scan_tails(fill: np.ndarray) -> list[np.ndarray]:
+#: Tail lengths (px) tried for the sub-pixel refinement, one at a time. A charging tail trailing each edge along the
+#: scan moves both edges of a feature the same way, as a shift would: a free mix of tails can pass for a shift of
+#: a pixel or more, and the refinement then fits the tail instead of the edge. One tail, of the length that
+#: explains the image best, cannot. Tails shorter than the shortest here look like an edge shifted by a fraction
+#: of a pixel, and are left to the edge.
+TAIL_GRID_PX = (6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 32.0, 40.0)
+
+
+def _scan_tails(fill: np.ndarray, tails: tuple = SCAN_TAILS_PX) -> list[np.ndarray]:
     """What a charging tail along the fast scan (+x) adds to an image of ``fill``, one map per tail length."""
     from scipy.signal import lfilter
 
     out = []
-    for tail in SCAN_TAILS_PX:
+    for tail in tails:
         a = float(np.exp(-1.0 / tail))
         start = fill[:, :1]
         lagged = lfilter([1 - a], [1, -a], fill - start, axis=1) + start
@@ -418,9 +430,9 @@ def _scan_tails(fill: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _design_maps(fill: np.ndarray, sigma: float) -> list[np.ndarray]:
+def _design_maps(fill: np.ndarray, sigma: float, tails: tuple = SCAN_TAILS_PX) -> list[np.ndarray]:
     """The maps an SEM image of the design is fitted by: its fill, its edge line and its charging tails."""
-    return [fill, ndi.gaussian_gradient_magnitude(fill, sigma), *_scan_tails(fill)]
+    return [fill, ndi.gaussian_gradient_magnitude(fill, sigma), *_scan_tails(fill, tails)]
 
 
 def _sigma_px(pixel_size_nm: float) -> float:
@@ -472,8 +484,10 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     by a parabola in each axis; the window follows the optimum while it lies on its edge
     (along a long line the whole features fit equally well). The refinement tries the
     design as drawn and as lithography prints it (blurred and cut at a level: line ends
-    pulled back, corners rounded; :data:`PRINT_MODELS`), with the tails in the fit, and the
-    proposal and model that explain the image best win. The alignment is flagged (``ok``
+    pulled back, corners rounded; :data:`PRINT_MODELS`), with one charging tail in the fit, of
+    the length that explains the image best (:data:`TAIL_GRID_PX`; a free mix of lengths
+    could pass for a shift along the scan), and the proposal and model that explain the
+    image best win. The alignment is flagged (``ok``
     False, with the reason) when it scores low, when a second optimum fits nearly as well
     and the refinement started there ends elsewhere (a repeating pattern), when it lies at
     the search limit, or when the edges alone put the optimum elsewhere than the whole
@@ -537,28 +551,44 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     pad = int(np.ceil(4 * (fine_bg + max(b for b, _ in print_models) / ps)))
     n_rows, n_cols = canvas.shape[0] - img.shape[0] + 1, canvas.shape[1] - img.shape[1] + 1
 
-    def refine(r: int, c: int) -> tuple[float, float, float, tuple, float]:
-        """Best (score, x, y, print model, pinning) within FINE_SEARCH_PX of (r, c), re-centred while it sits on
-        the window's edge. The pinning is how much the fit drops from the optimum to the window's edge along the
-        flatter axis, relative to the optimum: about 0 when nothing fixes the position along that axis."""
+    def window(r: int, c: int, k: int) -> tuple[int, int, tuple]:
+        """Top-left (row, col) of the positions within k of (r, c), and the part of the canvas they cover."""
+        r0, c0 = max(0, r - k), max(0, c - k)
+        r1, c1 = min(n_rows, r + k + 1), min(n_cols, c + k + 1)
+        return r0, c0, (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
+
+    def tail_length(r: int, c: int) -> float:
+        """The tail length of TAIL_GRID_PX that, with the whole features, explains the image best near (r, c)."""
+        _, _, box = window(r, c, FINE_SEARCH_PX)
+        crop = (slice(box[0], box[2]), slice(box[1], box[3]))
+        base = [_highpass(a, sigma, coarse_bg)[crop] for a in design_maps[:2]]
+        fits_t = [_fit_map(base + [_highpass(t, sigma, coarse_bg)[crop]], coarse_img).max()
+                  for t in _scan_tails(canvas, TAIL_GRID_PX)]
+        return TAIL_GRID_PX[int(np.argmax(fits_t))]
+
+    def refine(r: int, c: int) -> tuple[float, float, float, tuple, float, float]:
+        """Best (score, x, y, print model, pinning, tail length) within FINE_SEARCH_PX of (r, c), re-centred while
+        it sits on the window's edge. The pinning is how much the fit drops from the optimum to the window's edge
+        along the flatter axis, relative to the optimum: about 0 when nothing fixes the position along that axis.
+        The tail length is chosen once, at (r, c)."""
         k = FINE_SEARCH_PX
+        tail = tail_length(r, c)
         for _ in range(FINE_RECENTRES + 1):
-            r0, c0 = max(0, r - k), max(0, c - k)
-            r1, c1 = min(n_rows, r + k + 1), min(n_cols, c + k + 1)
-            box = (r0, c0, r1 - 1 + img.shape[0], c1 - 1 + img.shape[1])
-            # the filters reach this far: work on the part of the canvas around the box only
-            q0, q1 = max(0, box[0] - pad), max(0, box[1] - pad)
+            r0, c0, box = window(r, c, k)
+            # the filters reach this far, and a tail this far back along the scan: work on the part of the canvas
+            # around the box only
+            q0, q1 = max(0, box[0] - pad), max(0, box[1] - max(pad, int(4 * tail)))
             part = canvas[q0:box[2] + pad, q1:box[3] + pad]
             inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
-            best = (-1.0, 0.0, 0.0, print_models[0], 0.0)
+            best = (-1.0, 0.0, 0.0, print_models[0], 0.0, tail)
             for blur_nm, level in print_models:
                 printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
-                fm = fit_map(_design_maps(printed, sigma), fine_bg, img, inner)
+                fm = fit_map(_design_maps(printed, sigma, (tail,)), fine_bg, img, inner)
                 x, y, sc, _ = _peak(fm, exclude_px=np.inf)
                 if sc > best[0]:
                     pr, pc = np.unravel_index(int(np.argmax(fm)), fm.shape)
                     drop = min(sc - max(fm[0, pc], fm[-1, pc]), sc - max(fm[pr, 0], fm[pr, -1]))
-                    best = (sc, x + c0, y + r0, (blur_nm, level), float(drop / sc) if sc > 0 else 0.0)
+                    best = (sc, x + c0, y + r0, (blur_nm, level), float(drop / sc) if sc > 0 else 0.0, tail)
             nr, nc = int(round(best[2])), int(round(best[1]))
             # a long line or a wide plateau of the coarse fit: the optimum lies further along, follow it
             if max(abs(nr - r), abs(nc - c)) < k or not (0 <= nr < n_rows and 0 <= nc < n_cols):
@@ -570,7 +600,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     if np.hypot(proposals[1][0] - proposals[0][0], proposals[1][1] - proposals[0][1]) > 1.0:
         refined.append(refine(int(proposals[1][0]), int(proposals[1][1])))
     won = int(np.argmax([f[0] for f in refined]))
-    _, x, y, print_model, pinned = refined[won]
+    _, x, y, print_model, pinned, tail = refined[won]
     _, _, score, amb = proposals[won]
     second = seconds[won]
     dx_px, dy_px = x - (m + x0), y - (m + y0)
@@ -578,7 +608,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     # optimum is; when they put it elsewhere, something slow (strong charging tails, drift) drives one of them.
     # The fit without tails is the one asked, unless it fell into another basin that fits clearly worse: then
     # the tails had fooled it, and the fit with tails is asked.
-    fine_all = fit_map(design_maps, fine_bg, img)
+    fine_all = fit_map(_design_maps(canvas, sigma, (tail,)), fine_bg, img)
     fr, fc = np.unravel_index(int(np.argmax(fine_all)), fine_all.shape)
     fooled = won == 1 and (np.hypot(refined[0][1] - x, refined[0][2] - y) > 1.0
                            and refined[0][0] < refined[1][0] - CLEARLY_WORSE_FIT)
@@ -607,7 +637,8 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
                    f"{FINE_SEARCH_PX} px from its optimum; lines longer than the field?)")
     if disagree > MAX_SCALE_DISAGREEMENT_PX:
         why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
-    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model)
+    return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model,
+                     float(tail))
 
 
 def register_images(image: np.ndarray, reference: np.ndarray, *, pixel_size_nm: float, search_nm: float = 150.0,
