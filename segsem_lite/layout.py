@@ -454,6 +454,11 @@ FINE_BACKGROUND_PX = 8.0
 #: The refined fit must drop by at least this fraction of its optimum FINE_SEARCH_PX px away along both axes;
 #: along lines that run past the field it stays flat, and nothing fixes the position along them.
 MIN_PINNING = 0.01
+#: Along the scan (x) it must drop by at least this much, measured FINE_SEARCH_PX px each side of the optimum: there
+#: the charging tail in the fit can take up part of a shift (a fill and a tail a few pixels apart explain an image
+#: whose charging step outweighs its material step as well as the true pair do), and a fit that only just drops
+#: does not fix the position.
+MIN_PINNING_ALONG_SCAN = 0.02
 #: A coarse proposal whose refined fit is worse than the best by more than this lies in another basin.
 CLEARLY_WORSE_FIT = 0.05
 #: The whole features' fit at the refined optimum, at least this fraction of its best, is a plateau: the edges
@@ -490,8 +495,10 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     image best win. The alignment is flagged (``ok``
     False, with the reason) when it scores low, when a second optimum fits nearly as well
     and the refinement started there ends elsewhere (a repeating pattern), when it lies at
-    the search limit, or when the edges alone put the optimum elsewhere than the whole
-    features do. The fill's weight may take either sign and the edge line's weight may be
+    the search limit, when the fit barely drops a few pixels from its optimum along one axis
+    (lines longer than the field) or along the scan (a charging tail that outweighs the
+    material step can stand in for a shift along it), or when the edges alone put the
+    optimum elsewhere than the whole features do. The fill's weight may take either sign and the edge line's weight may be
     zero, so features darker or brighter than their surroundings, with or without a bright
     edge ridge, align alike.
 
@@ -566,6 +573,22 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
                   for t in _scan_tails(canvas, TAIL_GRID_PX)]
         return TAIL_GRID_PX[int(np.argmax(fits_t))]
 
+    def fine_fit(r: int, c: int, k: int, tail: float) -> tuple[int, int, object]:
+        """Top-left (row, col) of the positions within k of (r, c), and the fine fit there of a print model."""
+        r0, c0, box = window(r, c, k)
+        # the filters reach this far, and a tail this far back along the scan: work on the part of the canvas around
+        # the box only
+        q0, q1 = max(0, box[0] - pad), max(0, box[1] - max(pad, int(4 * tail)))
+        part = canvas[q0:box[2] + pad, q1:box[3] + pad]
+        inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
+
+        def fit(model: tuple) -> np.ndarray:
+            blur_nm, level = model
+            printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
+            return fit_map(_design_maps(printed, sigma, (tail,)), fine_bg, img, inner)
+
+        return r0, c0, fit
+
     def refine(r: int, c: int) -> tuple[float, float, float, tuple, float, float]:
         """Best (score, x, y, print model, pinning, tail length) within FINE_SEARCH_PX of (r, c), re-centred while
         it sits on the window's edge. The pinning is how much the fit drops from the optimum to the window's edge
@@ -574,16 +597,10 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         k = FINE_SEARCH_PX
         tail = tail_length(r, c)
         for _ in range(FINE_RECENTRES + 1):
-            r0, c0, box = window(r, c, k)
-            # the filters reach this far, and a tail this far back along the scan: work on the part of the canvas
-            # around the box only
-            q0, q1 = max(0, box[0] - pad), max(0, box[1] - max(pad, int(4 * tail)))
-            part = canvas[q0:box[2] + pad, q1:box[3] + pad]
-            inner = (slice(box[0] - q0, box[2] - q0), slice(box[1] - q1, box[3] - q1))
+            r0, c0, fine = fine_fit(r, c, k, tail)
             best = (-1.0, 0.0, 0.0, print_models[0], 0.0, tail)
             for blur_nm, level in print_models:
-                printed = part if blur_nm == 0 else (ndi.gaussian_filter(part, blur_nm / ps) > level).astype(float)
-                fm = fit_map(_design_maps(printed, sigma, (tail,)), fine_bg, img, inner)
+                fm = fine((blur_nm, level))
                 x, y, sc, _ = _peak(fm, exclude_px=np.inf)
                 if sc > best[0]:
                     pr, pc = np.unravel_index(int(np.argmax(fm)), fm.shape)
@@ -632,9 +649,18 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
         why.append(f"ambiguous alignment (second peak {amb:.2f} of the best)")
     if max(abs(dx_px), abs(dy_px)) >= m - 1.5:
         why.append(f"optimum at the search limit ({search_nm:g} nm)")
+    # along the scan, how much the fit drops FINE_SEARCH_PX px each side of the optimum
+    yr, xc = int(np.clip(round(y), 0, n_rows - 1)), int(np.clip(round(x), 0, n_cols - 1))
+    r0, c0, fine = fine_fit(yr, xc, FINE_SEARCH_PX, tail)
+    along = fine(print_model)[yr - r0]
+    sides = [along[j] for j in (xc - c0 - FINE_SEARCH_PX, xc - c0 + FINE_SEARCH_PX) if 0 <= j < along.size]
+    along_scan = 1.0 - max(sides) / along[xc - c0] if sides and along[xc - c0] > 0 else 0.0
     if pinned < MIN_PINNING:
         why.append(f"nothing in the field fixes the position along one axis (the fit drops {pinned:.1%} "
                    f"{FINE_SEARCH_PX} px from its optimum; lines longer than the field?)")
+    elif along_scan < MIN_PINNING_ALONG_SCAN:
+        why.append(f"the fit drops only {along_scan:.1%} {FINE_SEARCH_PX} px along the scan from its optimum: a "
+                   f"charging tail could stand in for a shift along it")
     if disagree > MAX_SCALE_DISAGREEMENT_PX:
         why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
     return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model,

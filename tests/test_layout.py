@@ -179,16 +179,16 @@ def test_rounded_line_ends_brighter_at_one_end_align_exactly():
     assert abs(a.dx_nm + 60) < 0.3 * ps and abs(a.dy_nm - 45) < 0.3 * ps, a
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_charging_tail_along_the_scan_does_not_move_the_site_along_it(seed):
+def _blocks_with_a_charging_tail(seed, contrast, charging, tail_px):
+    """L-shaped resist blocks without an edge band (1.5 nm/px, 256 px, true site (3.1, -2.4) nm), each leaving a
+    charging tail along the scan (+x) that takes away ``charging`` times the material step at every edge and fades
+    over ``tail_px``; noise 0.03. Returns the image, the design and the nominal site, 70 nm left of and 55 nm above
+    the true one."""
     from scipy import ndimage as ndi
     from scipy.signal import lfilter
 
     from segsem_lite.layout import rasterize_polygons
 
-    # resist blocks without an edge band, each leaving a charging tail along the scan (+x) that takes away 30%
-    # of the step at every edge and fades over 12 px. Tail and edge move together, as a shift would: fitted by a
-    # free mix of two tail lengths, the site came out 0.5-0.6 px off along x, and flagged
     ps, shape = 1.5, (256, 256)
     rng = np.random.default_rng(seed)
     blocks = []
@@ -199,14 +199,35 @@ def test_a_charging_tail_along_the_scan_does_not_move_the_site_along_it(seed):
                                     [cx, cy + 20]], float))
     true = Site((3.1, -2.4), ps, shape)
     fill = rasterize_polygons([true.to_pixels(p) for p in blocks], shape, supersample=8)
-    a = np.exp(-1 / 12.0)
+    a = np.exp(-1 / tail_px)
     lagged = lfilter([1 - a], [1, -a], fill, axis=1)
-    image = 0.35 + 0.08 * ndi.gaussian_filter(fill, 1.0) + 0.3 * 0.08 * (lagged - fill)
+    image = 0.35 + contrast * ndi.gaussian_filter(fill, 1.0) + charging * contrast * (lagged - fill)
     image = image + rng.normal(0, 0.03, shape)
-    al = align_to_design(image, blocks, Site((3.1 - 70, -2.4 + 55), ps, shape))
+    return image, blocks, Site((3.1 - 70, -2.4 + 55), ps, shape)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_charging_tail_along_the_scan_does_not_move_the_site_along_it(seed):
+    # a tail that takes away 30% of the step at every edge and fades over 12 px. Tail and edge move together, as a
+    # shift would: fitted by a free mix of two tail lengths, the site came out 0.5-0.6 px off along x, and flagged
+    image, blocks, nominal = _blocks_with_a_charging_tail(seed, 0.08, 0.3, 12.0)
+    al = align_to_design(image, blocks, nominal)
+    ps = nominal.pixel_size_nm
     assert al.ok, al.message
     assert abs(al.dx_nm - 70) < 0.5 * ps and abs(al.dy_nm + 55) < 0.5 * ps, al
     assert al.tail_px >= 6
+
+
+@pytest.mark.parametrize("charging,seed", [(1.3, 2), (1.5, 0), (1.5, 2)])
+def test_a_charging_tail_that_outweighs_the_edge_step_is_not_trusted_off_site(charging, seed):
+    # a weak material step (0.05) and a charging step along the scan 1.3-1.5 times as large, fading over 4.5 px: a
+    # fill and a tail a few px apart explain the image as well as the true pair, and the fit came out 2.6-3.4 px
+    # off along x and trusted. It must be flagged or right
+    image, blocks, nominal = _blocks_with_a_charging_tail(seed, 0.05, charging, 4.5)
+    al = align_to_design(image, blocks, nominal)
+    ps = nominal.pixel_size_nm
+    right = abs(al.dx_nm - 70) < 0.5 * ps and abs(al.dy_nm + 55) < 0.5 * ps
+    assert right or not al.ok, al
 
 
 def test_lines_longer_than_the_field_leave_the_position_along_them_flagged():
