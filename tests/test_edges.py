@@ -76,6 +76,40 @@ def test_no_step_above_the_noise_leaves_the_mask_alone():
     assert np.array_equal(place_edges(noise, mask).mask, mask)
 
 
+def band_image(radius: float, *, inside: bool, step: float, centre=(64.3, 60.7), size=128, noise=3.0, seed=0):
+    """A disk whose edge brightening is a band on one side that fades away from the edge over 2.5 px (inside
+    the disk, or outside it: the resist around a hole), over a material step, blurred by the beam (1.2 px):
+    rendered on a 4x finer grid and averaged down, as the second renderer and not as the fit models it."""
+    ss = 4
+    yy, xx = (np.mgrid[:size * ss, :size * ss] + 0.5) / ss - 0.5
+    d = np.hypot(xx - centre[0], yy - centre[1]) - radius  # > 0 outside the disk
+    band = np.exp(d / 2.5) * (d < 0) if inside else np.exp(-d / 2.5) * (d >= 0)
+    fine = 100 + step * (d < 0) + 80 * band
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(fine, 1.2 * ss).reshape(size, ss, size, ss).mean((1, 3))
+    img += np.random.default_rng(seed).normal(0, noise, img.shape)
+    yy, xx = np.mgrid[:size, :size]
+    return np.clip(img, 0, 255).astype(np.uint8), np.hypot(xx - centre[0], yy - centre[1])
+
+
+@pytest.mark.parametrize("inside,step", [(True, 0.0), (True, 30.0), (False, -30.0), (False, 0.0)])
+def test_a_band_on_one_side_of_the_edge_places_the_edge_at_its_foot(monkeypatch, inside, step):
+    # the band peaks 1-2 px inside its side; its steep flank is the edge. Fitted as a ridge centred on the
+    # edge, the contour stayed 1.5-1.8 px off, near the peak
+    from segsem_lite import edges
+
+    img, r = band_image(30.0, inside=inside, step=step)
+    truth = r <= 30.0
+
+    def error() -> float:
+        return abs(np.hypot(*(place_edges(img, truth).contours[0] - (64.3, 60.7)).T).mean() - 30.0)
+
+    placed = error()
+    monkeypatch.setattr(edges, "BAND_FIT_MARGIN", np.inf)  # the centred ridge only
+    assert placed < 0.3 and error() > 2 * placed + 0.3, (placed, error())
+
+
 def test_dark_edge_polarity_and_offset():
     img, r = ring_image(25.0)
     placed = place_edges(255 - img, r <= 22.0, config=EdgeConfig(polarity="dark_edge", offset_nm=1.0,
