@@ -209,7 +209,8 @@ class EdgeConfig:
         Place them in the standard pipeline too (off: the standard pipeline stays the
         paper's baseline, Sauvola and morphology).
     search_nm : float
-        How far along the normal, each way, the edge ridge is looked for.
+        How far along the normal, each way, the edge ridge is looked for; never further than
+        the mask's half width (its largest inscribed radius) nor under 3 px.
     denoise_sigma_nm : float
         Gaussian denoising of the image before the profiles are read.
     smooth_nm : float

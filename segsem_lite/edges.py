@@ -190,6 +190,8 @@ def _step_correction(crop: np.ndarray, pts: np.ndarray, normals: np.ndarray, rea
     return mu
 
 
+#: The search range is cut to the mask's half width (its largest inscribed radius), but never under this, px.
+SEARCH_MIN_PX = 3.0
 #: A one-sided band places the edge when its fit's squared residual is this many times smaller than the centred
 #: ridge's. On the 235 mean profiles of data_samples (the physics generator: a ridge centred on the edge) the band
 #: fits at most 3 times better; on 512 px images of the second renderer (seed 2024), whose brightening is a band
@@ -384,6 +386,9 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
     if not contours:
         return unchanged
     search = nm_to_px(config.search_nm, pixel_size_nm)
+    # no further than the mask's half width: beyond it a profile crosses the feature, or reaches its neighbours
+    half_width = float(cv2.distanceTransform(np.pad(m, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
+    search = min(search, max(SEARCH_MIN_PX, half_width))
     sigma = nm_to_px(config.denoise_sigma_nm, pixel_size_nm)
     step = 0.25
     t = np.arange(-np.ceil(search / step), np.ceil(search / step) + 1) * step

@@ -110,6 +110,22 @@ def test_a_band_on_one_side_of_the_edge_places_the_edge_at_its_foot(monkeypatch,
     assert placed < 0.3 and error() > 2 * placed + 0.3, (placed, error())
 
 
+@pytest.mark.parametrize("make", [ring_image, step_image])
+def test_a_small_feature_at_fine_pixels_is_searched_within_its_half_width(monkeypatch, make):
+    # a disk of radius 7 px at 0.5 nm/px: the 8 nm search range reaches 16 px each way, across the whole disk;
+    # a mask 2 px too large moved 4.4 px out (the ridge) or stayed (the step)
+    from segsem_lite import edges
+
+    img, r = make(7.0)
+
+    def error() -> float:
+        return abs(np.hypot(*(place_edges(img, r <= 9.0, pixel_size_nm=0.5).contours[0] - (64.3, 60.7)).T).mean() - 7.0)
+
+    placed = error()
+    monkeypatch.setattr(edges, "SEARCH_MIN_PX", np.inf)  # the search range in nm alone
+    assert placed < 0.4 and error() > 1.5, (placed, error())
+
+
 def test_dark_edge_polarity_and_offset():
     img, r = ring_image(25.0)
     placed = place_edges(255 - img, r <= 22.0, config=EdgeConfig(polarity="dark_edge", offset_nm=1.0,
