@@ -559,7 +559,11 @@ def fallback_mask(
         d2 = float(((rr - r) ** 2 + (cc - c) ** 2).min())
         if nearest is None or d2 < nearest[0]:
             depth = cv2.distanceTransform(np.pad(near, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-            i = int(np.argmax(depth))  # re-prompt deep inside the feature, not on its edge
+            # re-prompt deep inside the feature, not on its edge, and within the search radius: a region that
+            # leaks far (into a background network) is deepest far away, where another feature lies
+            yy, xx = np.ogrid[:near.shape[0], :near.shape[1]]
+            depth[(yy - r) ** 2 + (xx - c) ** 2 > (2 * radius) ** 2] = 0
+            i = int(np.argmax(depth))
             nearest = (d2, float(i % near.shape[1]), float(i // near.shape[1]))
     if nearest is not None:
         return fallback_mask(image, nearest[1:], config=replace(config, search_radius=0.0), scale=scale,
