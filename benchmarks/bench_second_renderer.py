@@ -7,8 +7,8 @@ The set is written by ``segsem synth --renderer independent`` (an appearance mod
 training generator) unless ``--data`` points at one. Means are over targets (as ``segsem evaluate`` reports
 them) and over images (a contact array of hundreds of holes weighs as one image), with the targets left
 without a contour. Several seeds (``--seed 2024,2031,2040``) pool their sets, and each seed's means are
-printed too: one set of 40 images moves by a few hundredths with the seed. Goals (#14): target IoU >= 0.85 and mean EPE <= 2 px for the classical path, 0 targets
-without a contour.
+printed too: one set of 40 images moves by a few hundredths with the seed. Goals (#14): target IoU >= 0.85
+and mean EPE <= 2 px for the classical path, 0 targets without a contour.
 """
 
 from __future__ import annotations

@@ -498,9 +498,9 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     the search limit, when the fit barely drops a few pixels from its optimum along one axis
     (lines longer than the field) or along the scan (a charging tail that outweighs the
     material step can stand in for a shift along it), or when the edges alone put the
-    optimum elsewhere than the whole features do. The fill's weight may take either sign and the edge line's weight may be
-    zero, so features darker or brighter than their surroundings, with or without a bright
-    edge ridge, align alike.
+    optimum elsewhere than the whole features do. The fill's weight may take either sign
+    and the edge line's weight may be zero, so features darker or brighter than their
+    surroundings, with or without a bright edge ridge, align alike.
 
     Parameters
     ----------

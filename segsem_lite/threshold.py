@@ -559,8 +559,8 @@ def fallback_mask(
         d2 = float(((rr - r) ** 2 + (cc - c) ** 2).min())
         if nearest is None or d2 < nearest[0]:
             depth = cv2.distanceTransform(np.pad(near, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-            # re-prompt deep inside the feature, not on its edge, and within the search radius: a region that
-            # leaks far (into a background network) is deepest far away, where another feature lies
+            # re-prompt deep inside the feature, not on its edge, and within twice the search radius: a region
+            # that leaks far (into a background network) is deepest far away, where another feature lies
             yy, xx = np.ogrid[:near.shape[0], :near.shape[1]]
             depth[(yy - r) ** 2 + (xx - c) ** 2 > (2 * radius) ** 2] = 0
             i = int(np.argmax(depth))
