@@ -13,7 +13,8 @@ import torch
 
 from segsem_lite import Dataset
 from segsem_lite.sam import mini_spec
-from segsem_lite.sam.finetune import TRAIN_MODES, FinetuneConfig, TargetSampler, _rot_flip, finetune, set_trainable
+from segsem_lite.sam.finetune import (TRAIN_MODES, FinetuneConfig, TargetSampler, _rot_flip, finetune, photometric,
+                                      set_trainable)
 from segsem_lite.sam.models import build_model, load_model_file
 
 SMALL = dict(max_steps=3, batch_size=2, val_every=3, save_every=3, lr=1e-3, max_val_targets=4)
@@ -65,6 +66,26 @@ def test_augmentation_keeps_point_mask_and_image_together():
             rows, cols = np.nonzero(t2)
             lo, hi = pts[1:].min(0), pts[1:].max(0)
             assert (lo == [cols.min(), rows.min()]).all() and (hi == [cols.max() + 1, rows.max() + 1]).all()
+
+
+def test_reimaged_windows_change_the_image_but_not_the_target_or_point(small_dataset):
+    ds = Dataset(small_dataset)
+    sampler = TargetSampler.from_dataset(ds, ds.split("train")[:1], mini_spec("t"))
+    item = sampler.items[0]
+    plain = sampler.sample(item, rng=np.random.default_rng(3))
+    other = sampler.sample(item, rng=np.random.default_rng(3), reimage=True)
+    assert (plain["target"] == other["target"]).all() and (plain["point"] == other["point"]).all()
+    assert np.abs(plain["image"] - other["image"]).mean() > 0.05
+    # the re-imaged window stays a unit image whose contrast and noise vary from draw to draw
+    rng = np.random.default_rng(0)
+    img = np.tile(np.where(np.arange(64) < 32, 60, 180).astype(np.uint8), (64, 1))
+    outs = [photometric(img, rng) for _ in range(40)]
+    assert all(o.dtype == np.float32 and o.shape == img.shape and 0 <= o.min() and o.max() <= 1 for o in outs)
+    steps = [o[:, 40:].mean() - o[:, :24].mean() for o in outs]
+    noise = [o[:, 40:].std() for o in outs]
+    assert min(steps) < 0.15 < 0.4 < max(steps) and max(noise) > 5 * min(noise)
+    with pytest.raises(Exception, match="photometric"):
+        FinetuneConfig(photometric=1.5)
 
 
 def test_points_are_drawn_afresh_inside_the_target(small_dataset):

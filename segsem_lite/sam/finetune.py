@@ -24,6 +24,7 @@ import torch
 
 from ..dataset import Dataset, Target, atomic_write, interior_point, mask_bbox_xyxy
 from ..errors import SegSEMError
+from ..scale import to_unit_float
 from .devices import autocast, distributed_backend, resolve_device
 from .forward import SamForward, normalise, upsample_logits, window_for
 from .losses import LossWeights, outside_region, segsem_loss, signed_distance
@@ -81,6 +82,11 @@ class FinetuneConfig:
         For targets without a design, the share of training samples whose window is fitted
         to the target's mask, as if a design gave its extent. The rest are windowed as at
         inference, where only the point is known: centred on the point, ``window_px`` wide.
+    photometric : float
+        Share of training samples whose input window is re-imaged (:func:`photometric`):
+        contrast, brightness and gamma changed, blurred and given white shot noise, so that
+        the model meets the detector settings and noise of instruments other than the
+        generator's (0: as the data is).
     weights : LossWeights
     """
 
@@ -102,6 +108,7 @@ class FinetuneConfig:
     box_prompts: float = 0.0
     box_jitter: float = 0.03
     extent_windows: float = 0.0
+    photometric: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -114,7 +121,7 @@ class FinetuneConfig:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected at least 1")
         if not self.lr > 0:
             raise SegSEMError(f"lr={self.lr!r}: expected a positive learning rate")
-        for name in ("box_prompts", "extent_windows"):
+        for name in ("box_prompts", "extent_windows", "photometric"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected a share in [0, 1]")
 
@@ -196,14 +203,15 @@ class TargetSampler:
 
     def sample(self, item: _Item, *, rng: np.random.Generator | None, augment: bool = False, jitter: float = 0.0,
                point_xy: tuple[float, float] | None = None, box: bool = False,
-               box_jitter: float = 0.0, extent: bool = False) -> dict[str, np.ndarray]:
+               box_jitter: float = 0.0, extent: bool = False, reimage: bool = False) -> dict[str, np.ndarray]:
         """One training example: input image, target at input size, one positive point and,
         with ``box``, the design's bounding box (NaN where the design is unknown).
 
         With ``rng`` the point is drawn uniformly inside the target (afresh each call) and
         the box sides shift by ``box_jitter``; without, ``point_xy`` or the target's most
         interior point is used. A target without a design is windowed as at inference,
-        around its point, unless ``extent`` fits the window to its mask.
+        around its point, unless ``extent`` fits the window to its mask. With ``reimage`` (and
+        ``rng``) the window goes through :func:`photometric`.
         """
         s = self.spec.image_size
         around_point = item.target.design.bbox_xyxy() is None and not extent
@@ -233,6 +241,8 @@ class TargetSampler:
             if rng is not None and box_jitter > 0:
                 xyxy = xyxy + rng.normal(0.0, box_jitter * max(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]), 4)
             corners = win.to_input(xyxy.reshape(2, 2))
+        if reimage and rng is not None:
+            img = photometric(img, rng)
         x = normalise(img, s).numpy()
         if augment and rng is not None:
             k = int(rng.integers(4))
@@ -240,6 +250,37 @@ class TargetSampler:
             x, tgt, pts = _rot_flip(x, tgt, np.vstack([point, corners]), k, flip, s)
             point, corners = pts[0], np.vstack([pts[1:].min(0), pts[1:].max(0)])
         return {"image": x, "target": tgt, "point": point.astype(np.float32), "box": corners.astype(np.float32)}
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One input window as another instrument might have imaged it, as float32 in [0, 1].
+
+    The window's contrast is scaled by 0.15-1.5 about its mean and its brightness shifted
+    (within +-0.2), a gamma of 0.6-1.6 applied, a Gaussian blur of 0-1.5 px half the time,
+    then white noise whose variance follows the signal (shot noise), with a standard
+    deviation at mid grey drawn log-uniformly from 0.01 to 0.25. The draws are wide on
+    purpose: a model trained on one generator's detector meets others' (white pixel noise
+    far above the material contrast, contrast a tenth of the range) on real tools.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        8- or 16-bit or float in [0, 1].
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (M, N) float32 ndarray
+    """
+    x = to_unit_float(image).astype(np.float64)
+    mean = float(x.mean())
+    x = mean + (x - mean) * np.exp(rng.uniform(np.log(0.15), np.log(1.5))) + rng.uniform(-0.2, 0.2)
+    x = np.clip(x, 0.0, 1.0) ** rng.uniform(0.6, 1.6)
+    if rng.random() < 0.5:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.5))
+    sigma = np.exp(rng.uniform(np.log(0.01), np.log(0.25)))
+    x = x + rng.standard_normal(x.shape) * sigma * np.sqrt(np.clip(x, 0.02, None) / 0.5)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
 def _draw_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -515,10 +556,12 @@ def finetune(
             boxed = rng.random(config.batch_size) < config.box_prompts
             extent = (rng.random(config.batch_size) < config.extent_windows if config.extent_windows
                       else np.zeros(config.batch_size, bool))  # no draw: runs without it replay as before
+            reimage = (rng.random(config.batch_size) < config.photometric if config.photometric
+                       else np.zeros(config.batch_size, bool))
             batch = _collate([train_set.sample(train_set.items[i], rng=rng, augment=config.augment,
                                                jitter=config.jitter, box=bool(b), box_jitter=config.box_jitter,
-                                               extent=bool(e))
-                              for i, b, e in zip(picks, boxed, extent)], dev)
+                                               extent=bool(e), reimage=bool(r))
+                              for i, b, e, r in zip(picks, boxed, extent, reimage)], dev)
             with autocast(dev):
                 low, iou = net(batch["images"], batch["points"], batch["labels"])
             logits = upsample_logits(low.float(), fwd.size)
