@@ -13,8 +13,8 @@ import torch
 
 from segsem_lite import Dataset
 from segsem_lite.sam import mini_spec
-from segsem_lite.sam.finetune import (TRAIN_MODES, FinetuneConfig, TargetSampler, _rot_flip, finetune, photometric,
-                                      set_trainable)
+from segsem_lite.sam.finetune import (TRAIN_MODES, FinetuneConfig, TargetSampler, _rot_flip, _spread, finetune,
+                                      photometric, set_trainable)
 from segsem_lite.sam.models import build_model, load_model_file
 
 SMALL = dict(max_steps=3, batch_size=2, val_every=3, save_every=3, lr=1e-3, max_val_targets=4)
@@ -86,6 +86,16 @@ def test_reimaged_windows_change_the_image_but_not_the_target_or_point(small_dat
     assert min(steps) < 0.15 < 0.4 < max(steps) and max(noise) > 5 * min(noise)
     with pytest.raises(Exception, match="photometric"):
         FinetuneConfig(photometric=1.5)
+
+
+def test_validation_takes_targets_from_every_image(small_dataset):
+    ds = Dataset(small_dataset)
+    sampler = TargetSampler.from_dataset(ds, ds.stems[:4], mini_spec("t"))
+    stems = [it.target.stem for it in sampler.items]
+    assert len(set(stems)) == 4 and max(stems.count(s) for s in set(stems)) > 2
+    picked = _spread(sampler.items, 4)
+    assert sorted(it.target.stem for it in picked) == sorted(set(stems))
+    assert len(_spread(sampler.items, 10 ** 6)) == len(sampler.items)
 
 
 def test_points_are_drawn_afresh_inside_the_target(small_dataset):

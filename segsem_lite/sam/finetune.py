@@ -72,6 +72,7 @@ class FinetuneConfig:
     val_fraction : float
         Share of training images held out for validation when the dataset has no ``val`` split.
     max_val_targets : int
+        Targets validated on, taken in turn from each validation image.
     box_prompts : float
         Share of training samples prompted with the design's bounding box as well as the
         point (0: points only). Above 0 the saved model uses the box at inference
@@ -340,15 +341,30 @@ def _lr_at(step: int, cfg: FinetuneConfig) -> float:
     return cfg.lr
 
 
+def _spread(items: list[_Item], limit: int) -> list[_Item]:
+    """At most ``limit`` items, taken in turn from each image (first target of every image,
+    then the second, ...), so that one image of hundreds of contacts does not stand for all."""
+    by_image: dict[str, list[_Item]] = {}
+    for it in items:
+        by_image.setdefault(it.target.stem, []).append(it)
+    out: list[_Item] = []
+    depth = 0
+    while len(out) < min(limit, len(items)):
+        out.extend(group[depth] for group in by_image.values() if depth < len(group))
+        depth += 1
+    return out[:limit]
+
+
 @torch.no_grad()
 def evaluate_sampler(fwd: SamForward, sampler: TargetSampler, device: torch.device, *, batch_size: int = 8,
                      limit: int | None = None, box: bool = False) -> dict[str, float]:
     """Validation at the model's input: IoU of the candidate with the highest predicted IoU
     (what the gate looks at first), the best-of-K IoU, and the mean predicted IoU; with
-    ``box``, prompted with the design's bounding box as well."""
+    ``box``, prompted with the design's bounding box as well. With ``limit``, at most that
+    many targets, taken in turn from each image (:func:`_spread`)."""
     was = fwd.training
     fwd.eval()
-    items = sampler.items[:limit] if limit else sampler.items
+    items = _spread(sampler.items, limit) if limit else sampler.items
     chosen, best, pred = [], [], []
     for i in range(0, len(items), batch_size):
         batch = _collate([sampler.sample(it, rng=None, box=box) for it in items[i:i + batch_size]], device)
