@@ -140,6 +140,25 @@ def test_targets_without_a_design_train_in_the_window_inference_gives_them(tmp_p
         assert fitted["target"].sum() > free[0]["target"].sum() or side >= spec.input.window_px
 
 
+def test_point_windows_train_a_designed_target_as_one_without_a_layout(small_dataset):
+    """With design=False a target that has a design is windowed around the drawn point, window_px wide,
+    and gets no box: what inference gives targets of an image without a layout."""
+    ds = Dataset(small_dataset)
+    spec = mini_spec("t")
+    sampler = TargetSampler.from_dataset(ds, ds.split("train")[:2], spec)
+    it = next(i for i in sampler.items if i.target.design.bbox_xyxy() is not None)
+    designed = sampler.sample(it, rng=np.random.default_rng(1), box=True)
+    assert not np.isnan(designed["box"]).any()
+    for seed in range(3):
+        blind = sampler.sample(it, rng=np.random.default_rng(seed), box=True, design=False)
+        assert np.isnan(blind["box"]).all()
+        assert np.allclose(blind["point"], spec.image_size / 2, atol=1.0)
+        r, c = int(blind["point"][1]), int(blind["point"][0])
+        assert blind["target"][r, c]
+    with pytest.raises(Exception, match="point_windows"):
+        FinetuneConfig(point_windows=-0.1)
+
+
 def test_windows_reflect_the_image_but_not_the_target():
     from segsem_lite.sam.forward import Window
 

@@ -21,7 +21,7 @@ def _cmd_finetune(args) -> int:
                          val_every=args.val_every, patience=args.patience, augment=not args.no_augment,
                          seed=args.seed, save_every=args.save_every, schedule=args.schedule,
                          warmup_steps=args.warmup, box_prompts=args.box_prompts, extent_windows=args.extent_windows,
-                         photometric=args.photometric,
+                         photometric=args.photometric, point_windows=args.point_windows,
                          weights=LossWeights(iou_reward=args.lambda_iou, count=args.lambda_count, epe=args.lambda_epe,
                                              iou_head=args.iou_head_weight))
     model, spec = sam.load_model(args.model, checkpoint=args.checkpoint, device="cpu")
@@ -117,6 +117,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--photometric", type=float, default=0.0, metavar="SHARE",
                    help="share of training windows re-imaged with other contrast, brightness, gamma, blur and "
                         "white shot noise, for images from other instruments (default: %(default)s)")
+    p.add_argument("--point-windows", type=float, default=0.0, metavar="SHARE",
+                   help="share of training targets with a design windowed around the point and prompted without "
+                        "a box, as targets of images without a layout are at inference (default: %(default)s)")
     p.add_argument("--no-augment", action="store_true", help="no flips or rotations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

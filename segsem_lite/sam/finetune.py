@@ -83,6 +83,10 @@ class FinetuneConfig:
         For targets without a design, the share of training samples whose window is fitted
         to the target's mask, as if a design gave its extent. The rest are windowed as at
         inference, where only the point is known: centred on the point, ``window_px`` wide.
+    point_windows : float
+        Share of training samples whose design is ignored: windowed around the drawn point and
+        prompted without a box, as :func:`segsem_lite.pipeline.segment_image` sees targets of
+        images without a layout (found by discovery, or given as points).
     photometric : float
         Share of training samples whose input window is re-imaged (:func:`photometric`):
         contrast, brightness and gamma changed, blurred and given white shot noise, so that
@@ -110,6 +114,7 @@ class FinetuneConfig:
     box_jitter: float = 0.03
     extent_windows: float = 0.0
     photometric: float = 0.0
+    point_windows: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -122,7 +127,7 @@ class FinetuneConfig:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected at least 1")
         if not self.lr > 0:
             raise SegSEMError(f"lr={self.lr!r}: expected a positive learning rate")
-        for name in ("box_prompts", "extent_windows", "photometric"):
+        for name in ("box_prompts", "extent_windows", "photometric", "point_windows"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SegSEMError(f"{name}={getattr(self, name)!r}: expected a share in [0, 1]")
 
@@ -187,10 +192,11 @@ class TargetSampler:
         return len(self.items)
 
     def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float, *, point_xy=None,
-                extent: bool = True):
+                extent: bool = True, design: bool = True):
         """The input window: around the design's extent, or the mask's with ``extent`` when
-        there is no design, else centred on ``point_xy`` (the target's prompt by default)."""
-        region = item.target.design.bbox_xyxy()
+        there is no design (or ``design`` is False), else centred on ``point_xy`` (the target's
+        prompt by default)."""
+        region = item.target.design.bbox_xyxy() if design else None
         if region is None and extent:
             region = mask_bbox_xyxy(item.mask)
         point = item.target.prompt_xy if point_xy is None else point_xy
@@ -204,22 +210,26 @@ class TargetSampler:
 
     def sample(self, item: _Item, *, rng: np.random.Generator | None, augment: bool = False, jitter: float = 0.0,
                point_xy: tuple[float, float] | None = None, box: bool = False,
-               box_jitter: float = 0.0, extent: bool = False, reimage: bool = False) -> dict[str, np.ndarray]:
+               box_jitter: float = 0.0, extent: bool = False, reimage: bool = False,
+               design: bool = True) -> dict[str, np.ndarray]:
         """One training example: input image, target at input size, one positive point and,
         with ``box``, the design's bounding box (NaN where the design is unknown).
 
         With ``rng`` the point is drawn uniformly inside the target (afresh each call) and
         the box sides shift by ``box_jitter``; without, ``point_xy`` or the target's most
         interior point is used. A target without a design is windowed as at inference,
-        around its point, unless ``extent`` fits the window to its mask. With ``reimage`` (and
-        ``rng``) the window goes through :func:`photometric`.
+        around its point, unless ``extent`` fits the window to its mask; with ``design`` False a
+        target with a design is too, and gets no box. With ``reimage`` (and ``rng``) the window
+        goes through :func:`photometric`.
         """
         s = self.spec.image_size
-        around_point = item.target.design.bbox_xyxy() is None and not extent
+        region = item.target.design.bbox_xyxy() if design else None
+        around_point = region is None and not extent
         drawn = None
         if around_point and rng is not None:  # draw the point first: the window follows it
             drawn = _draw_point(item.mask, rng)
-        win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent)
+        win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent,
+                           design=design)
         img = win.crop(item.image)
         tgt = cv2.resize(win.crop(item.mask.astype(np.uint8), fill=0).astype(np.float32), (s, s),
                          interpolation=cv2.INTER_AREA) > 0.5
@@ -236,7 +246,6 @@ class TargetSampler:
                 x, y = interior_point(tgt)
                 point = np.array([x + 0.5, y + 0.5])
         corners = np.full((2, 2), np.nan)
-        region = item.target.design.bbox_xyxy()
         if box and region is not None:
             xyxy = np.asarray(region, dtype=np.float64)
             if rng is not None and box_jitter > 0:
@@ -574,10 +583,12 @@ def finetune(
                       else np.zeros(config.batch_size, bool))  # no draw: runs without it replay as before
             reimage = (rng.random(config.batch_size) < config.photometric if config.photometric
                        else np.zeros(config.batch_size, bool))
+            designed = (rng.random(config.batch_size) >= config.point_windows if config.point_windows
+                        else np.ones(config.batch_size, bool))
             batch = _collate([train_set.sample(train_set.items[i], rng=rng, augment=config.augment,
                                                jitter=config.jitter, box=bool(b), box_jitter=config.box_jitter,
-                                               extent=bool(e), reimage=bool(r))
-                              for i, b, e, r in zip(picks, boxed, extent, reimage)], dev)
+                                               extent=bool(e), reimage=bool(r), design=bool(d))
+                              for i, b, e, r, d in zip(picks, boxed, extent, reimage, designed)], dev)
             with autocast(dev):
                 low, iou = net(batch["images"], batch["points"], batch["labels"])
             logits = upsample_logits(low.float(), fwd.size)
