@@ -90,7 +90,7 @@ def main() -> None:
             t0 = time.perf_counter()
             report = ss.evaluate_dataset(ss.Dataset(data), model=model, config=config, progress=False)
             seconds += time.perf_counter() - t0
-            ps = report.per_sample.assign(seed=seed)
+            ps = report.per_sample.assign(seed=seed if seed is not None else "data")
             if args.baseline:
                 ps = ps.merge(issue_baseline(ss.Dataset(data)), on=["stem", "label"], how="left")
             if args.out:
