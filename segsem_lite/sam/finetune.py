@@ -83,15 +83,15 @@ class FinetuneConfig:
         For targets without a design, the share of training samples whose window is fitted
         to the target's mask, as if a design gave its extent. The rest are windowed as at
         inference, where only the point is known: centred on the point, ``window_px`` wide.
-    point_windows : float
-        Share of training samples whose design is ignored: windowed around the drawn point and
-        prompted without a box, as :func:`segsem_lite.pipeline.segment_image` sees targets of
-        images without a layout (found by discovery, or given as points).
     photometric : float
         Share of training samples whose input window is re-imaged (:func:`photometric`):
         contrast, brightness and gamma changed, blurred and given white shot noise, so that
         the model meets the detector settings and noise of instruments other than the
         generator's (0: as the data is).
+    point_windows : float
+        Share of training samples whose design is ignored: windowed around the drawn point and
+        prompted without a box, as :func:`segsem_lite.pipeline.segment_image` sees targets of
+        images without a layout (found by discovery, or given as points).
     weights : LossWeights
     """
 
@@ -191,12 +191,11 @@ class TargetSampler:
     def __len__(self) -> int:
         return len(self.items)
 
-    def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float, *, point_xy=None,
-                extent: bool = True, design: bool = True):
-        """The input window: around the design's extent, or the mask's with ``extent`` when
-        there is no design (or ``design`` is False), else centred on ``point_xy`` (the target's
-        prompt by default)."""
-        region = item.target.design.bbox_xyxy() if design else None
+    def _window(self, item: _Item, rng: np.random.Generator | None, jitter: float, *, region, point_xy=None,
+                extent: bool = True):
+        """The input window: around ``region`` (the design's extent, or None), or the mask's
+        with ``extent`` when it is None, else centred on ``point_xy`` (the target's prompt by
+        default)."""
         if region is None and extent:
             region = mask_bbox_xyxy(item.mask)
         point = item.target.prompt_xy if point_xy is None else point_xy
@@ -228,8 +227,8 @@ class TargetSampler:
         drawn = None
         if around_point and rng is not None:  # draw the point first: the window follows it
             drawn = _draw_point(item.mask, rng)
-        win = self._window(item, rng, jitter, point_xy=drawn if drawn is not None else point_xy, extent=extent,
-                           design=design)
+        win = self._window(item, rng, jitter, region=region, point_xy=drawn if drawn is not None else point_xy,
+                           extent=extent)
         img = win.crop(item.image)
         tgt = cv2.resize(win.crop(item.mask.astype(np.uint8), fill=0).astype(np.float32), (s, s),
                          interpolation=cv2.INTER_AREA) > 0.5
@@ -266,7 +265,7 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One input window as another instrument might have imaged it, as float32 in [0, 1].
 
     The window's contrast is scaled by 0.15-1.5 about its mean and its brightness shifted
-    (within +-0.2), a gamma of 0.6-1.6 applied, a Gaussian blur of 0-1.5 px half the time,
+    (within +-0.2), a gamma of 0.6-1.6 applied, a Gaussian blur of 0.3-1.5 px half the time,
     then white noise whose variance follows the signal (shot noise), with a standard
     deviation at mid grey drawn log-uniformly from 0.01 to 0.25. The draws are wide on
     purpose: a model trained on one generator's detector meets others' (white pixel noise
