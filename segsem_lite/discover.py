@@ -19,7 +19,7 @@ import numpy as np
 from .config import FallbackConfig
 from .errors import SegSEMError
 from .scale import ImageScale, measure_scale, to_unit_float
-from .threshold import _local_mean_std, _noise_gradient, _odd, _sigma
+from .threshold import _local_mean_std, _noise_gradient, _odd, _sigma, inside_depth
 
 __all__ = ["Feature", "Discovery", "discover_features"]
 
@@ -187,7 +187,7 @@ def discover_features(
     for i in np.flatnonzero(keep):
         x, y, w, h = (int(v) for v in stats[i, :4])
         region = (labels[y:y + h, x:x + w] == i)
-        depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        depth = inside_depth(region)
         j = int(np.argmax(depth))
         touches = x == 0 or y == 0 or x + w == cols or y + h == rows
         seen.append((i, region, 2.0 * float(depth.flat[j]), (float(x + j % w), float(y + j // w)), (x, y, w, h),

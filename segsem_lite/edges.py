@@ -42,6 +42,7 @@ from scipy.special import log_ndtr, ndtr
 from .config import EdgeConfig, nm_to_px
 from .contours import extract_contours
 from .metrics import iou
+from .threshold import inside_depth
 
 __all__ = ["EdgePlacement", "place_edges"]
 
@@ -387,7 +388,7 @@ def place_edges(image: np.ndarray, mask: np.ndarray, *, config: EdgeConfig = Edg
         return unchanged
     search = nm_to_px(config.search_nm, pixel_size_nm)
     # no further than the mask's half width: beyond it a profile crosses the feature, or reaches its neighbours
-    half_width = float(cv2.distanceTransform(np.pad(m, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
+    half_width = float(inside_depth(m).max())
     search = min(search, max(SEARCH_MIN_PX, half_width))
     sigma = nm_to_px(config.denoise_sigma_nm, pixel_size_nm)
     step = 0.25

@@ -444,6 +444,21 @@ def _centre(crop: np.ndarray, comp: np.ndarray, sigma: float, feature: float, co
     return centred if centred[comp].any() else comp
 
 
+def inside_depth(mask: np.ndarray) -> np.ndarray:
+    """Distance in px from each pixel of ``mask`` to the nearest pixel outside it, the image
+    border counting as outside (0 off the mask); its maximum is the largest inscribed radius.
+
+    Parameters
+    ----------
+    mask : (M, N) bool ndarray
+
+    Returns
+    -------
+    (M, N) float32 ndarray
+    """
+    return cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+
+
 def fallback_mask(
     image: np.ndarray,
     prompt_xy: tuple[float, float],
@@ -530,7 +545,7 @@ def fallback_mask(
         comp = None  # the background, not a feature
     if comp is not None and size_px is None:
         # the target's own width (twice its largest inscribed radius) sets the scale of a last pass
-        width = 2.0 * float(cv2.distanceTransform(np.pad(comp, 1).astype(np.uint8), cv2.DIST_L2, 5).max())
+        width = 2.0 * float(inside_depth(comp).max())
         if width < feature_used / 1.5 or width > feature_used * 1.5:
             again, box2, ratio2 = _at_prompt(img, prompt_xy, max(4.0, width), scale, config, polarities)
             if again is not None and ratio2 > ratio:
@@ -558,7 +573,7 @@ def fallback_mask(
         rr, cc = np.nonzero(near)
         d2 = float(((rr - r) ** 2 + (cc - c) ** 2).min())
         if nearest is None or d2 < nearest[0]:
-            depth = cv2.distanceTransform(np.pad(near, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            depth = inside_depth(near)
             # re-prompt deep inside the feature, not on its edge, and within twice the search radius: a region
             # that leaks far (into a background network) is deepest far away, where another feature lies
             yy, xx = np.ogrid[:near.shape[0], :near.shape[1]]
