@@ -107,19 +107,11 @@ recipe-comparison: setup
 # and, from stage 2, half the targets trained as if the image had no layout (--point-windows). Stage 1 was stopped
 # at step 1000 of its 6000-step schedule when stage 2's option was added; stage 2 was stopped at step 4000, calibrated
 # (segsem calibrate on the validation images) and kept as training/wide-sem.pt (see training/README.md).
-WIDE_SEM := $(PY) -c "import os, sys, pandas as pd; from pathlib import Path; \
-  out, tr, va = (Path(a) for a in sys.argv[1:4]); parts = []; \
-  [(out / s).mkdir(parents=True, exist_ok=True) for s in ('images', 'masks', 'layout')]; \
-  [[os.path.lexists(out / s / f.name) or os.symlink(f.resolve(), out / s / f.name) \
-    for s in ('images', 'masks', 'layout') for f in (src / s).glob('*')] \
-   for src, split in ((tr, 'train'), (va, 'val')) \
-   if not parts.append(pd.read_csv(src / 'meta.csv').assign(split=split))]; \
-  pd.concat(parts, ignore_index=True).to_csv(out / 'meta.csv', index=False)"
 wide-sem: setup
 	$(VENV)/bin/segsem synth --renderer wide --out $(CORPUS)/wide8101 --n-per-case 150 --test-per-case 0 --seed 8101 \
 	  --quiet
 	$(VENV)/bin/segsem synth --renderer independent --out $(CORPUS)/ind5150 --n-per-case 2 --test-per-case 0 --seed 5150
-	$(WIDE_SEM) $(CORPUS)/train16 $(CORPUS)/wide8101 $(CORPUS)/ind5150
+	$(PY) training/merge_splits.py $(CORPUS)/train16 $(CORPUS)/wide8101 $(CORPUS)/ind5150
 	$(FT) $(CORPUS)/train16 --model default --train all --lr 2e-4 --schedule cosine --warmup 100 --steps 6000 \
 	  --stop-after 1000 --batch-size 6 --box-prompts 0.8 --iou-head-weight 10 --photometric 0.5 --val-every 500 \
 	  --patience 0 --save-every 100 --threads 1 --seed 16 --out runs/wide-sem-stage1 --resume
