@@ -185,16 +185,35 @@ class RefineConfig:
         Components smaller than this area (nm^2) are removed.
     keep_prompted : bool
         Keep only the component at (or nearest to) the prompt.
+    compact_harmonics : int
+        A final mask of one contour that does not touch the image border, at most
+        ``compact_max_px`` across, and within ``compact_tolerance_px`` (RMS) of its Fourier
+        harmonics up to this one (a small contact hole or pillar) takes that smooth contour:
+        its edge noise averages out over the whole outline
+        (:func:`segsem_lite.contours.smooth_compact`). 0 never smooths.
+    compact_tolerance_px : float
+        How far (RMS, px) the contour may lie from its smooth version.
+    compact_max_px : float
+        Largest mean diameter (px) of a feature that is smoothed: a larger outline shows its
+        own shape.
     """
 
     closing_nm: float = 2.0
     fill_holes: bool = True
     min_speck_nm2: float = 25.0
     keep_prompted: bool = True
+    compact_harmonics: int = 2
+    compact_tolerance_px: float = 1.0
+    compact_max_px: float = 20.0
 
     def __post_init__(self) -> None:
         _require(self.closing_nm >= 0, f"closing_nm={self.closing_nm!r}: expected >= 0")
         _require(self.min_speck_nm2 >= 0, f"min_speck_nm2={self.min_speck_nm2!r}: expected >= 0")
+        _require(int(self.compact_harmonics) == self.compact_harmonics and self.compact_harmonics >= 0,
+                 f"compact_harmonics={self.compact_harmonics!r}: expected a whole number >= 0")
+        _require(self.compact_tolerance_px >= 0,
+                 f"compact_tolerance_px={self.compact_tolerance_px!r}: expected >= 0 px")
+        _require(self.compact_max_px >= 0, f"compact_max_px={self.compact_max_px!r}: expected >= 0 px")
 
 
 @dataclass(frozen=True)

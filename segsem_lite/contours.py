@@ -23,6 +23,8 @@ __all__ = [
     "sobel_edges",
     "extract_contours",
     "contour_length",
+    "fill_polygon",
+    "smooth_compact",
     "contours_to_nm",
     "write_contours_json",
     "write_contours_csv",
@@ -175,3 +177,91 @@ def write_contours_gds(path: str | Path, contours: dict, *, stem: str, pixel_siz
         cell.add(gdstk.Label(str(label), (cx, cy), layer=layer, texttype=0))
     # GDSII boundaries hold up to 8190 vertices (gdstk's default fractures at 199)
     return atomic_write(path, lambda tmp: lib.write_gds(str(tmp), max_points=8190))
+
+
+def _resample_closed(contour: np.ndarray, n: int) -> np.ndarray:
+    """``n`` points evenly spaced by arc length along a closed contour (x, y)."""
+    c = np.asarray(contour, float)
+    if len(c) > 1 and np.allclose(c[0], c[-1]):
+        c = c[:-1]
+    ring = np.vstack([c, c[:1]])
+    s = np.r_[0.0, np.cumsum(np.hypot(*np.diff(ring, axis=0).T))]
+    at = np.linspace(0.0, s[-1], n, endpoint=False)
+    return np.c_[np.interp(at, s, ring[:, 0]), np.interp(at, s, ring[:, 1])]
+
+
+def smooth_compact(contour: np.ndarray, *, harmonics: int = 2, tolerance_px: float = 1.0,
+                   max_size_px: float = 20.0) -> np.ndarray | None:
+    """A compact feature's contour (a contact hole, a pillar) smoothed to its lowest Fourier harmonics, or None.
+
+    The contour, as a complex function of arc length (128 points), keeps its harmonics
+    ``-harmonics`` to ``harmonics`` (1 alone is an ellipse, 2 lets it be egg-shaped or
+    slightly triangular). The smooth contour is taken only when it stays within
+    ``tolerance_px`` (RMS) of the contour: the edge noise of a small round feature then
+    averages out over its whole outline, while a feature whose shape needs more harmonics
+    (an L, a T, a line end, a star, a large round feature with real detail) is left as it
+    was (None).
+
+    Parameters
+    ----------
+    contour : (N, 2) ndarray
+        Closed contour (x, y) in px.
+    harmonics : int
+        Highest harmonic kept (at least 1).
+    tolerance_px : float
+        Largest RMS distance, px, between the contour and its smooth version.
+    max_size_px : float
+        Largest mean diameter, px, of a feature that is smoothed.
+
+    Returns
+    -------
+    (129, 2) ndarray or None
+        The smooth contour, closed (first point repeated last).
+    """
+    if harmonics < 1:
+        raise ValueError(f"harmonics={harmonics!r}: expected at least 1")
+    pts = _resample_closed(contour, 128)
+    z = pts[:, 0] + 1j * pts[:, 1]
+    if 2 * float(np.abs(z - z.mean()).mean()) > max_size_px:
+        return None
+    f = np.fft.fft(z)
+    keep = np.zeros(len(z), bool)
+    keep[:harmonics + 1] = True
+    keep[len(z) - harmonics:] = True
+    smooth = np.fft.ifft(np.where(keep, f, 0))
+    if float(np.sqrt(np.mean(np.abs(smooth - z) ** 2))) > tolerance_px:
+        return None
+    out = np.c_[smooth.real, smooth.imag]
+    return np.vstack([out, out[:1]])
+
+
+def fill_polygon(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centres lie inside a polygon (x, y): an even-odd scanline fill.
+
+    Parameters
+    ----------
+    poly : (N, 2) ndarray
+        Vertices (x, y) in px, pixel centres at integers; not repeated at the end.
+    shape : (M, N) tuple
+
+    Returns
+    -------
+    (M, N) bool ndarray
+    """
+    out = np.zeros(shape, bool)
+    x, y = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    rows = np.arange(max(0, int(np.ceil(y.min()))), min(shape[0] - 1, int(np.floor(y.max()))) + 1)
+    if not len(rows):
+        return out
+    lo, hi = np.minimum(y, y2), np.maximum(y, y2)
+    crosses = (lo[None] <= rows[:, None]) & (rows[:, None] < hi[None])  # half-open: each vertex counted once
+    dy = np.where(y2 != y, y2 - y, 1.0)
+    xs = x[None] + (rows[:, None] - y[None]) / dy[None] * (x2 - x)[None]
+    for r, xr, c in zip(rows, xs, crosses):
+        xr = np.sort(xr[c])
+        for a, b in zip(xr[0::2], xr[1::2]):
+            c0, c1 = max(0, int(np.ceil(a))), min(shape[1] - 1, int(np.floor(b)))
+            if c1 >= c0:
+                out[r, c0:c1 + 1] = True
+    return out

@@ -40,7 +40,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import log_ndtr, ndtr
 
 from .config import EdgeConfig, nm_to_px
-from .contours import extract_contours
+from .contours import extract_contours, fill_polygon
 from .metrics import iou
 from .threshold import inside_depth
 
@@ -111,27 +111,6 @@ def _ridge_offsets(profiles: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.
     denom = a - 2 * b + c
     frac = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
     return t[kc] + np.clip(frac, -0.5, 0.5) * (t[1] - t[0]), inside
-
-
-def _fill(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Pixels whose centres lie inside a polygon (x, y): an even-odd scanline fill."""
-    out = np.zeros(shape, bool)
-    x, y = poly[:, 0], poly[:, 1]
-    x2, y2 = np.roll(x, -1), np.roll(y, -1)
-    rows = np.arange(max(0, int(np.ceil(y.min()))), min(shape[0] - 1, int(np.floor(y.max()))) + 1)
-    if not len(rows):
-        return out
-    lo, hi = np.minimum(y, y2), np.maximum(y, y2)
-    crosses = (lo[None] <= rows[:, None]) & (rows[:, None] < hi[None])  # half-open: each vertex counted once
-    dy = np.where(y2 != y, y2 - y, 1.0)
-    xs = x[None] + (rows[:, None] - y[None]) / dy[None] * (x2 - x)[None]
-    for r, xr, c in zip(rows, xs, crosses):
-        xr = np.sort(xr[c])
-        for a, b in zip(xr[0::2], xr[1::2]):
-            c0, c1 = max(0, int(np.ceil(a))), min(shape[1] - 1, int(np.floor(b)))
-            if c1 >= c0:
-                out[r, c0:c1 + 1] = True
-    return out
 
 
 def _ridge_model(u, b, a, mu, s, c, s2):
@@ -313,7 +292,7 @@ def _fill_placed(placed: list, shape: tuple[int, int]) -> np.ndarray:
     """The mask of moved contours: outer contours add, contours of holes (normals flipped) were moved alike."""
     out = np.zeros(shape, bool)
     for poly in placed:
-        out ^= _fill(poly[:-1], shape)
+        out ^= fill_polygon(poly[:-1], shape)
     return out
 
 

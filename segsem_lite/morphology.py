@@ -91,6 +91,7 @@ def refine_mask(
     out[r0:r1, c0:c1] = crop
     if config.keep_prompted and prompt_xy is not None and out.any():
         local = (prompt_xy[0] - c0, prompt_xy[1] - r0)
-        kept = component_at(crop, local, search_radius_px=float(max(crop.shape)))
+        # the nearest component however far: the fallback may have taken a feature beside the prompt
+        kept = component_at(crop, local, search_radius_px=float(np.hypot(*m.shape)))
         out[r0:r1, c0:c1] = kept
     return out

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+import cv2
 import numpy as np
 
 from .config import PipelineConfig, nm_to_px
-from .contours import contours_to_nm, extract_contours, sobel_edges
+from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
 from .dataset import Design, Target
 from .edges import place_edges
@@ -23,7 +24,7 @@ from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
 from .scale import ImageScale, measure_scale, to_unit_float
-from .threshold import MIN_IMAGE_SIDE, component_at, denoise_for_threshold, fallback_mask
+from .threshold import MIN_IMAGE_SIDE, component_at, denoise_for_threshold, fallback_mask, inside_depth
 
 __all__ = ["MaskSource", "SegmentationResult", "segment_target", "segment_image", "check_image", "SOURCES"]
 
@@ -136,6 +137,15 @@ def _reach_px(config: PipelineConfig, ps: float) -> int:
     return int(np.ceil(reach)) + 4
 
 
+def _territory_scale(lands: np.ndarray, own: int) -> float:
+    """Half the inscribed width of a target's territory (its cell among the image's targets): half the local
+    pitch, the size of a feature of a dense array."""
+    rows, cols = np.nonzero(lands == own)
+    cell = np.zeros((rows.max() - rows.min() + 1, cols.max() - cols.min() + 1), bool)
+    cell[rows - rows.min(), cols - cols.min()] = True
+    return max(4.0, float(inside_depth(cell).max()))
+
+
 def _work_box(mask: np.ndarray, prompt_xy, margin: int) -> tuple[int, int, int, int]:
     """Rows and columns (r0, r1, c0, c1) around a mask and its prompt, with a margin, clipped to the image."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -199,8 +209,10 @@ def segment_target(
         :func:`segment_image` for all its targets; ``scale`` is then its scale.
     territory : (lands, seeds, k), optional
         ``territories`` of the image's targets, and this target's number k: a
-        fallback region that takes in another target is cut to the pixels whose nearest
-        target is k, so a neighbour is never merged in, even where the print bridges them.
+        fallback region that takes in another target (or lies in another's territory) is
+        sought again at the scale of the target's own territory (half the local pitch),
+        else cut to the pixels whose nearest target is k, so a neighbour is never merged
+        in, even where the print bridges them.
 
     Returns
     -------
@@ -262,10 +274,24 @@ def segment_target(
         if territory is not None and mask.any():
             lands, seeds, own = territory
             on = seeds[mask]
-            if ((on > 0) & (on != own)).any():  # the region took in another target: cut to its own territory
+            merged = bool(((on > 0) & (on != own)).any())
+            if (merged or not (lands[mask] == own).any()) and size_px is None and design is None:
+                # the region took in another target, or is another's: the image's scale was too coarse here. The
+                # scale of the target's own territory (half its inscribed width: half the local pitch) is asked
+                again = fallback_mask(unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
+                                      size_px=_territory_scale(lands, own), tone=tone)
+                if again.any():
+                    on = seeds[again]
+                    if not ((on > 0) & (on != own)).any() and (lands[again] == own).any():
+                        mask, merged = again, False
+            if merged or not (lands[mask] == own).any():  # another target's too: cut to its own territory
                 r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
-                kept = component_at(mask[r0:r1, c0:c1] & (lands[r0:r1, c0:c1] == own),
-                                    (prompt_xy[0] - c0, prompt_xy[1] - r0), search_radius_px=max(2.0, (size_px or 4) / 2))
+                cut = mask[r0:r1, c0:c1] & (lands[r0:r1, c0:c1] == own)
+                kept = component_at(cut, (prompt_xy[0] - c0, prompt_xy[1] - r0),
+                                    search_radius_px=max(2.0, (size_px or 4) / 2))
+                if not kept.any() and cut.any():  # the prompt's own pixel is not in the region: its largest piece
+                    n, parts, stats, _ = cv2.connectedComponentsWithStats(cut.view(np.uint8), connectivity=8)
+                    kept = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
                 if kept.any():
                     mask = np.zeros_like(mask)
                     mask[r0:r1, c0:c1] = kept
@@ -299,6 +325,16 @@ def segment_target(
     if not contours:
         raise SegSEMError(f"prompt (x={prompt_xy[0]:g}, y={prompt_xy[1]:g}): the mask found is too small to have "
                           f"a contour ({int(sub.sum())} px)")
+    h, w = img.shape
+    on_border = (r0 == 0 and sub[0].any()) or (r1 == h and sub[-1].any()) or (c0 == 0 and sub[:, 0].any()) or \
+        (c1 == w and sub[:, -1].any())
+    if config.refine.compact_harmonics and len(contours) == 1 and not on_border:
+        smooth = smooth_compact(contours[0], harmonics=config.refine.compact_harmonics,
+                                tolerance_px=config.refine.compact_tolerance_px,
+                                max_size_px=config.refine.compact_max_px)
+        filled = fill_polygon(smooth[:-1], sub.shape) if smooth is not None else None
+        if filled is not None and filled.any():
+            contours, sub = [smooth], filled
     offset = np.array([c0, r0], float)
     contours = [c + offset for c in contours]
     mask = np.zeros(img.shape, bool)
@@ -391,7 +427,9 @@ def segment_image(
 
     A fallback region that takes in another target (its prompt, or with a design any pixel
     nearer another design polygon) is cut to its territory, the pixels nearer its own
-    target than any other's (``segsem_lite.pipeline.territories``).
+    target than any other's (``segsem_lite.pipeline.territories``). Without a design, it
+    is first sought again at the territory's own scale (half its inscribed width): in a
+    dense array the image's scale can be a larger feature's, at which neighbours merge.
 
     Parameters
     ----------

@@ -8,6 +8,8 @@ from segsem_lite.contours import (
     contour_length,
     contours_to_nm,
     extract_contours,
+    fill_polygon,
+    smooth_compact,
     sobel_edges,
     write_contours_csv,
     write_contours_gds,
@@ -84,3 +86,24 @@ def test_long_contours_stay_one_gds_polygon(tmp_path):
     lib = gdstk.read_gds(str(write_contours_gds(tmp_path / "d.gds", cs, stem="d", pixel_size_nm=1.0,
                                                 image_height_px=200)))
     assert len(lib.cells[0].polygons) == 1
+
+
+def _radial_error(contour, centre, radius):
+    return float(np.sqrt(np.mean((np.hypot(*(contour - centre).T) - radius) ** 2)))
+
+
+def test_a_noisy_round_contour_is_smoothed_and_an_l_is_left_alone():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    r = 6.0 + rng.normal(0, 0.4, t.size)  # a contact of 12 px with 0.4 px of edge noise
+    noisy = np.c_[20 + r * np.cos(t), 30 + r * np.sin(t)]
+    smooth = smooth_compact(noisy, harmonics=2, tolerance_px=1.0)
+    assert smooth is not None and np.allclose(smooth[0], smooth[-1])
+    assert _radial_error(smooth[:-1], (20, 30), 6.0) < 0.5 * _radial_error(noisy, (20, 30), 6.0)
+    # its mask: pixel centres inside, about the disk's area
+    area = fill_polygon(smooth[:-1], (60, 60)).sum()
+    assert abs(area - np.pi * 36) < 0.1 * np.pi * 36
+    ell = np.array([[0, 0], [30, 0], [30, 8], [8, 8], [8, 30], [0, 30]], float)
+    assert smooth_compact(ell, harmonics=2, tolerance_px=1.0) is None
+    with pytest.raises(ValueError):
+        smooth_compact(noisy, harmonics=0)
