@@ -199,8 +199,9 @@ def smooth_compact(contour: np.ndarray, *, harmonics: int = 2, tolerance_px: flo
     slightly triangular). The smooth contour is taken only when it stays within
     ``tolerance_px`` (RMS) of the contour: the edge noise of a small round feature then
     averages out over its whole outline, while a feature whose shape needs more harmonics
-    (an L, a T, a line end, a star, a large round feature with real detail) is left as it
-    was (None).
+    (an L, a T, a line end, a star) is left as it was (None). So is a feature more than
+    ``max_size_px`` across: its outline is long enough to show its own shape (the rounded
+    square of a large contact hole), which few harmonics would round off.
 
     Parameters
     ----------

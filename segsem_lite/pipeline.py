@@ -273,18 +273,21 @@ def segment_target(
                 mask = again
         if territory is not None and mask.any():
             lands, seeds, own = territory
-            on = seeds[mask]
-            merged = bool(((on > 0) & (on != own)).any())
-            if (merged or not (lands[mask] == own).any()) and size_px is None and design is None:
-                # the region took in another target, or is another's: the image's scale was too coarse here. The
-                # scale of the target's own territory (half its inscribed width: half the local pitch) is asked
+
+            def foreign(m: np.ndarray) -> bool:
+                """The region takes in another target, or lies wholly in another's territory."""
+                on = seeds[m]
+                return bool(((on > 0) & (on != own)).any()) or not (lands[m] == own).any()
+
+            theirs = foreign(mask)
+            if theirs and size_px is None and design is None:
+                # the image's scale was too coarse here: the scale of the target's own territory (half its inscribed
+                # width: half the local pitch) is asked
                 again = fallback_mask(unit_image, prompt_xy, config=config.fallback, pixel_size_nm=ps, scale=scale,
                                       size_px=_territory_scale(lands, own), tone=tone)
-                if again.any():
-                    on = seeds[again]
-                    if not ((on > 0) & (on != own)).any() and (lands[again] == own).any():
-                        mask, merged = again, False
-            if merged or not (lands[mask] == own).any():  # another target's too: cut to its own territory
+                if again.any() and not foreign(again):
+                    mask, theirs = again, False
+            if theirs:  # cut to its own territory
                 r0, r1, c0, c1 = _work_box(mask, prompt_xy, 1)
                 cut = mask[r0:r1, c0:c1] & (lands[r0:r1, c0:c1] == own)
                 kept = component_at(cut, (prompt_xy[0] - c0, prompt_xy[1] - r0),
