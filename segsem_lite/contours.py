@@ -179,15 +179,18 @@ def write_contours_gds(path: str | Path, contours: dict, *, stem: str, pixel_siz
     return atomic_write(path, lambda tmp: lib.write_gds(str(tmp), max_points=8190))
 
 
-def _resample_closed(contour: np.ndarray, n: int) -> np.ndarray:
-    """``n`` points evenly spaced by arc length along a closed contour (x, y)."""
+def resample_closed(contour: np.ndarray, *, step: float | None = None, n: int | None = None) -> np.ndarray:
+    """A closed contour (K, 2) resampled evenly along its length: every ``step`` px (at least 8
+    points), or at ``n`` points."""
     c = np.asarray(contour, float)
     if len(c) > 1 and np.allclose(c[0], c[-1]):
         c = c[:-1]
-    ring = np.vstack([c, c[:1]])
-    s = np.r_[0.0, np.cumsum(np.hypot(*np.diff(ring, axis=0).T))]
-    at = np.linspace(0.0, s[-1], n, endpoint=False)
-    return np.c_[np.interp(at, s, ring[:, 0]), np.interp(at, s, ring[:, 1])]
+    closed = np.vstack([c, c[:1]])
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(closed, axis=0).T))])
+    if n is None:
+        n = max(8, int(round(s[-1] / step)))
+    t = np.linspace(0.0, s[-1], n, endpoint=False)
+    return np.stack([np.interp(t, s, closed[:, 0]), np.interp(t, s, closed[:, 1])], 1)
 
 
 def smooth_compact(contour: np.ndarray, *, harmonics: int = 2, tolerance_px: float = 1.0,
@@ -221,7 +224,7 @@ def smooth_compact(contour: np.ndarray, *, harmonics: int = 2, tolerance_px: flo
     """
     if harmonics < 1:
         raise ValueError(f"harmonics={harmonics!r}: expected at least 1")
-    pts = _resample_closed(contour, 128)
+    pts = resample_closed(contour, n=128)
     z = pts[:, 0] + 1j * pts[:, 1]
     if 2 * float(np.abs(z - z.mean()).mean()) > max_size_px:
         return None

@@ -40,7 +40,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import log_ndtr, ndtr
 
 from .config import EdgeConfig, nm_to_px
-from .contours import extract_contours, fill_polygon
+from .contours import extract_contours, fill_polygon, resample_closed
 from .metrics import iou
 from .threshold import inside_depth
 
@@ -67,19 +67,6 @@ class EdgePlacement:
     contours: list[np.ndarray]
     offsets_px: np.ndarray
     found: float
-
-
-def _resample(contour: np.ndarray, step: float) -> np.ndarray:
-    """A closed contour (K, 2) resampled every ``step`` px along its length."""
-    c = np.asarray(contour, float)
-    if np.allclose(c[0], c[-1]):
-        c = c[:-1]
-    closed = np.vstack([c, c[:1]])
-    seg = np.hypot(*np.diff(closed, axis=0).T)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(8, int(round(s[-1] / step)))
-    t = np.linspace(0.0, s[-1], n, endpoint=False)
-    return np.stack([np.interp(t, s, closed[:, 0]), np.interp(t, s, closed[:, 1])], 1)
 
 
 def _normals(points: np.ndarray, smooth: float) -> np.ndarray:
@@ -272,7 +259,7 @@ def _move_contours(m: np.ndarray, contours: list, locate, finish, config: EdgeCo
     moved closed contours, their offsets and the share of points that found an edge."""
     placed, all_offsets, n_found, n_points = [], [], 0, 0
     for contour in contours:
-        pts = _resample(contour, 1.0)
+        pts = resample_closed(contour, step=1.0)
         if len(pts) < 8:
             continue
         normals = _outward(pts, m)  # a hole's contour too: out of the mask
@@ -329,7 +316,7 @@ def _profile_shape(crop: np.ndarray, contours: list, m: np.ndarray, t: np.ndarra
                    origin: np.ndarray) -> tuple[float, float]:
     """The mean profile across the mask's outer contour: how much it peaks (a ridge) and dips, each as
     :func:`_bump` measures it."""
-    pts = _resample(contours[0], 1.0)
+    pts = resample_closed(contours[0], step=1.0)
     if len(pts) < 8:
         return 0.0, 1.0
     normals = _outward(pts, m)
