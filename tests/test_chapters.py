@@ -176,10 +176,13 @@ def test_site_in_a_real_browser(executed_dir, tmp_path):
         dom = subprocess.run([*browser, html.as_uri()], capture_output=True, text=True, timeout=120).stdout
         pages[ch.stem] = dom
         assert "<h1" in dom, ch.stem
-    # no code cell runs off the page where the content column is at its widest (1440 px window)
-    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-overflow', "
+    # no code cell runs off the page where the content column is at its widest (1440 px window). The probe
+    # measures as soon as it is parsed (the style sheets are in by then) and again on load: on a slow machine
+    # the load event may come after the browser has dumped the page
+    probe = ("<script>(() => { const probe = () => document.body.setAttribute('data-overflow', "
              "[...document.querySelectorAll('div.cell_input pre')].filter(e => e.scrollWidth > e.clientWidth)"
-             ".map(e => e.textContent.split('\\n').find(l => l.length > 80) || '').join(' | ')));</script>")
+             ".map(e => e.textContent.split('\\n').find(l => l.length > 80) || '').join(' | ')); "
+             "probe(); window.addEventListener('load', probe); })();</script>")
     for ch in _code_chapters():
         html = book / "_build" / "html" / "book" / f"{ch.stem}.html"
         probed = html.with_name(f"probe_{ch.stem}.html")
