@@ -17,7 +17,7 @@ from segsem_lite.synth.independent import write_independent_dataset
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Ten second-renderer images as a plain folder with meta.csv, and wrong masks beside them (never read)."""
-    data = write_independent_dataset(tmp_path_factory.mktemp("ind") / "d", n_per_condition=1, seed=33, size=160)
+    data = write_independent_dataset(tmp_path_factory.mktemp("ind") / "d", n_per_condition=1, seed=37, size=160)
     out = tmp_path_factory.mktemp("plain") / "images"
     (out / "masks").mkdir(parents=True)
     files = sorted((data / "images").iterdir())

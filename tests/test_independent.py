@@ -29,6 +29,19 @@ def test_every_pattern_renders_features_in_both_tones(pattern):
             assert np.sign(img[resist].mean() - img[~resist].mean()) == np.sign(s.params["contrast"])
 
 
+@pytest.mark.parametrize("radius", [4.5, 60.0])
+def test_edge_roughness_moves_edges_by_its_amplitude_on_short_and_long_outlines(radius):
+    # a contact's outline is shorter than the roughness's correlation length at fine pixels (15 px at 0.5 nm/px):
+    # its edge moves as a whole, by about the amplitude, not by many times it
+    from segsem_lite.synth.independent import _rough
+
+    rng = np.random.default_rng(5)
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    circle = np.stack([radius * np.cos(t), radius * np.sin(t)], axis=1)
+    moved = np.concatenate([np.hypot(*_rough(circle, 0.44, corr=15.0, rng=rng).T) - radius for _ in range(200)])
+    assert 0.3 < moved.std() < 0.6 and np.abs(moved).max() < 5 * 0.44
+
+
 def test_conditions_cover_the_appearances():
     draws = [render_independent(np.random.SeedSequence([1, i]), appearance=CONDITIONS["mixed_16bit"], size=64)
              for i in range(12)]
@@ -111,15 +124,26 @@ def test_charged_holes_whose_region_leaks_each_get_a_contour_on_their_hole(tmp_p
 
 
 def test_dense_blurred_pillars_among_larger_ones_each_get_a_contour():
-    # seed 2050's fine-pixel image 1: 9 px pillars, many touching, under a 3 px beam blur, among pillars of up
-    # to 40 px that set the image's scale. Pillars found nothing at the prompt, took a neighbour's region,
-    # lost it to the neighbour's territory or to refinement, and 7 of them had no contour
+    # an array of 9 px pillars under a 3 px beam blur (the design of seed 2050's fine-pixel image 1), each
+    # pillar grown or shrunk as a whole by a heavy-tailed amount: pillars of a few px to 40 px that set the
+    # image's scale, many touching. Pillars found nothing at the prompt, took a neighbour's region, lost it to
+    # the neighbour's territory or to refinement, and 5 of them had no contour
     from segsem_lite.dataset import Target
     from segsem_lite.metrics import iou
     from segsem_lite.pipeline import segment_image
     from segsem_lite.threshold import inside_depth
 
-    s = render_independent(np.random.SeedSequence([2050, 9, 1]), appearance=CONDITIONS["fine_pixels"], size=512)
+    fine = CONDITIONS["fine_pixels"]
+    design = render_independent(np.random.SeedSequence([2050, 9, 1]), appearance=fine, size=512).design
+    rng = np.random.default_rng(2050)
+    pillars = []
+    for o in design.values():
+        c = o.mean(axis=0)
+        r = np.hypot(*(o - c).T).mean()
+        grow = 0.44 * rng.standard_normal() / max(0.05, 0.3 * abs(rng.standard_normal()))
+        pillars.append(c + 0.5 + (o - c) * max(0.2, (r + grow) / r))
+    s = render_independent(np.random.SeedSequence([2050, 9, 1]), appearance=fine, size=512, outlines=pillars,
+                           roughness=False)
     targets = []
     for k in np.unique(s.instances)[1:]:
         i = int(np.argmax(inside_depth(s.instances == k)))

@@ -140,8 +140,14 @@ def _rough(outline: np.ndarray, amp: float, corr: float, rng: np.random.Generato
     dense = np.vstack(dense)
     if amp <= 0 or len(dense) < 8:
         return dense
-    noise = ndi.gaussian_filter1d(rng.standard_normal(len(dense)), max(corr, 0.5), mode="wrap")
-    noise *= amp / (noise.std() + 1e-12)
+    sigma = max(corr, 0.5)
+    noise = ndi.gaussian_filter1d(rng.standard_normal(len(dense)), sigma, mode="wrap")
+    # scaled by the filter's own gain (its impulse response on this outline), not by the draw's spread: on an
+    # outline shorter than the correlation length the draw is nearly one offset, and dividing by its small
+    # spread made that offset many times amp (contacts of 9 px grown or shrunk by several px)
+    delta = np.zeros(len(dense))
+    delta[0] = 1.0
+    noise *= amp / np.sqrt(np.sum(ndi.gaussian_filter1d(delta, sigma, mode="wrap") ** 2))
     tangent = np.roll(dense, -1, axis=0) - np.roll(dense, 1, axis=0)
     normal = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
     normal /= np.hypot(normal[:, 0], normal[:, 1])[:, None] + 1e-12
