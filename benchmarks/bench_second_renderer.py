@@ -8,7 +8,8 @@ training generator) unless ``--data`` points at one. Means are over targets (as 
 them) and over images (a contact array of hundreds of holes weighs as one image), with the targets left
 without a contour. Several seeds (``--seed 2024,2031,2040``) pool their sets, and each seed's means are
 printed too: one set of 40 images moves by a few hundredths with the seed. Goals (#14): target IoU >= 0.85
-and mean EPE <= 2 px for the classical path, 0 targets without a contour.
+and mean EPE <= 2 px for the classical path, 0 targets without a contour. ``--no-charging`` draws the same
+images (patterns, noise, every other draw) without their charging tails, to tell what the tails cost.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,22 +73,26 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="where per_sample.csv and the rest are written (one folder per seed)")
     ap.add_argument("--set", action="append", metavar="STAGE.FIELD=VALUE", help="a pipeline setting, as segsem's")
     ap.add_argument("--baseline", action="store_true", help="also score #14's 30-line baseline on the same targets")
+    ap.add_argument("--no-charging", action="store_true",
+                    help="the same images without charging tails (what the tails cost the path)")
     args = ap.parse_args()
 
     import pandas as pd
 
     import segsem_lite as ss
     from segsem_lite.batch import PIPELINE_NAMES
-    from segsem_lite.synth.independent import write_independent_dataset
+    from segsem_lite.synth.independent import CONDITIONS, write_independent_dataset
 
     seeds = [None] if args.data else [int(v) for v in args.seed.split(",")]
     model = ss.load_model(args.model, device="cpu")
     config = ss.PipelineConfig.from_dict({k: json.loads(v) for k, v in (p.split("=", 1) for p in args.set or [])})
+    looks = {k: replace(a, charging=(0.0, 0.0)) for k, a in CONDITIONS.items()} if args.no_charging else None
     parts, seconds = [], 0.0
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             data = args.data or write_independent_dataset(Path(tmp) / "second", n_per_condition=args.n_per_condition,
-                                                          seed=seed, size=args.size, with_design=args.design)
+                                                          seed=seed, size=args.size, with_design=args.design,
+                                                          appearances=looks)
             t0 = time.perf_counter()
             report = ss.evaluate_dataset(ss.Dataset(data), model=model, config=config, progress=False)
             seconds += time.perf_counter() - t0
@@ -101,7 +107,8 @@ def main() -> None:
     ps["image"] = ps.seed.astype(str) + "/" + ps.stem
     names = [n for n in ("standard", "standard_ep", "segsem") if model is not None or n != "segsem"]
     where = (args.data if args.data else
-             f"second renderer, {args.n_per_condition} per condition, {args.size} px, seed {args.seed}")
+             f"second renderer, {args.n_per_condition} per condition, {args.size} px, seed {args.seed}"
+             f"{', no charging' if args.no_charging else ''}")
     print(f"data: {where}; model: {args.model}; settings: {args.set or 'defaults'}; {len(ps)} targets in "
           f"{ps.image.nunique()} images, {seconds:.0f} s")
     rows = []

@@ -42,6 +42,24 @@ def test_edge_roughness_moves_edges_by_its_amplitude_on_short_and_long_outlines(
     assert 0.3 < moved.std() < 0.6 and np.abs(moved).max() < 5 * 0.44
 
 
+def test_a_set_without_charging_draws_everything_else_alike(tmp_path):
+    import pandas as pd
+    from dataclasses import replace
+
+    still = {k: replace(a, charging=(0.0, 0.0)) for k, a in CONDITIONS.items()}
+    names = ("bright_resist", "charging", "mixed_16bit")
+    a = write_independent_dataset(tmp_path / "a", n_per_condition=2, seed=4, size=64, conditions=names)
+    b = write_independent_dataset(tmp_path / "b", n_per_condition=2, seed=4, size=64, conditions=names,
+                                  appearances=still)
+    ma, mb = pd.read_csv(a / "meta.csv"), pd.read_csv(b / "meta.csv")
+    assert (ma.charging != 0).all() and (mb.charging == 0).all() and (mb.tail_px == 0).all()
+    same = ["pixel_size_nm", "contrast", "band", "beam_nm", "drift", "frames", "bit_depth"]
+    pd.testing.assert_frame_equal(ma[same], mb[same])
+    da, db = Dataset(a), Dataset(b)
+    for stem in da.stems:
+        np.testing.assert_array_equal(da.load_mask(stem), db.load_mask(stem))
+
+
 def test_conditions_cover_the_appearances():
     draws = [render_independent(np.random.SeedSequence([1, i]), appearance=CONDITIONS["mixed_16bit"], size=64)
              for i in range(12)]

@@ -345,10 +345,9 @@ def render_independent(
     if beam_px > 0.3:
         sig = cv2.GaussianBlur(sig, (0, 0), beam_px)
     charging = rng.uniform(*appearance.charging) * rng.choice([-1.0, 1.0])
-    tail_px = 0.0
+    tail_px = rng.uniform(4, 25)  # drawn with or without charging: the rest of the image is drawn alike either way
     if charging:
         resist = _down(resist_big.astype(np.float32))
-        tail_px = rng.uniform(4, 25)
         a = np.exp(-1.0 / tail_px)
         lagged = resist.copy()
         for c in range(1, size):  # causal exponential memory along the scan direction (+x)
@@ -370,7 +369,7 @@ def render_independent(
     img = np.clip((noisy * gain + offset), 0, 1) * top
     image = np.round(img).astype(np.uint8 if bits == 8 else np.uint16)
     params = dict(pixel_size_nm=ps, contrast=contrast, band=band, band_nm=band_px / _SS * ps, beam_nm=beam_px * ps,
-                  charging=charging, tail_px=tail_px, drift=drift, frames=frames, bit_depth=bits, ler_px=ler_px)
+                  charging=charging, tail_px=tail_px if charging else 0.0, drift=drift, frames=frames, bit_depth=bits, ler_px=ler_px)
     return IndependentSample(image=image, instances=instances, tone=tone, pattern=pattern, pixel_size_nm=ps,
                              feature_px=cd, params=params, design=design)
 
@@ -384,6 +383,7 @@ def write_independent_dataset(
     conditions: tuple[str, ...] | None = None,
     test_per_condition: int | None = None,
     with_design: bool = False,
+    appearances: dict[str, Appearance] | None = None,
 ) -> Path:
     """Write a dataset of the second renderer: one exposure case per appearance condition.
 
@@ -404,6 +404,10 @@ def write_independent_dataset(
         Also write each image's design polygons (``layout/<stem>.json``, the outlines before
         roughening), so that targets carry a box prompt and the gate's geometry check a
         design to compare with.
+    appearances : dict of str to Appearance, optional
+        The conditions' appearances, by name, instead of :data:`CONDITIONS` (the names and
+        their order, hence the seeds, stay those of :data:`CONDITIONS`): the same patterns
+        and noise drawn with one property changed, e.g. no charging.
 
     Returns
     -------
@@ -423,7 +427,8 @@ def write_independent_dataset(
     for ci, name in enumerate(names):
         code = list(CONDITIONS).index(name) + 1
         for i in range(n_per_condition):
-            s = render_independent(np.random.SeedSequence([seed, code, i]), appearance=CONDITIONS[name], size=size)
+            look = (appearances or CONDITIONS)[name]
+            s = render_independent(np.random.SeedSequence([seed, code, i]), appearance=look, size=size)
             stem = f"ind{code:02d}_{i:03d}"
             write_image(out / "images" / f"{stem}.png", s.image)
             write_mask(out / "masks" / f"{stem}.png", s.instances)
