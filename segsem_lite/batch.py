@@ -33,7 +33,7 @@ __all__ = [
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
                  "n_candidates", "kind", "tone", "centroid_x", "centroid_y", "area_nm2", "cd_nm", "cd_px",
                  "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "design_match", "align_dx_nm", "align_dy_nm",
-                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "ms_encode",
+                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "scan_tail_px", "ms_encode",
                  "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total", "status", "message"]
 
 #: Columns of ``images.csv``: one row per image of an ``extract`` run.
@@ -139,7 +139,8 @@ def _record(stem: str, target: Target | None, res: SegmentationResult | SegSEMEr
         chosen = res.decision.accepted_index if res.decision is not None and res.decision.accepted else None
         score = res.candidate_scores[chosen] if chosen is not None else (max(res.candidate_scores) if res.candidate_scores else "")
         row.update(source=res.source, gate_reasons=res.gate_reasons, score=f"{score:.4f}" if score != "" else "",
-                   n_candidates=len(res.candidate_scores), status="flagged" if res.flag else "ok", message=res.flag)
+                   n_candidates=len(res.candidate_scores), status="flagged" if res.flag else "ok", message=res.flag,
+                   scan_tail_px=f"{res.scan_tail_px:g}")
         for stage in ("encode", "predict", "gate", "fallback", "refine", "contours"):
             row[f"ms_{stage}"] = f"{res.timings_ms.get(stage, 0.0):.2f}"
         row["ms_total"] = f"{res.total_ms:.2f}"

@@ -100,6 +100,10 @@ class FallbackConfig:
         A bright ridge along the boundary whose flanks' half-widths differ by less than
         this factor is an edge ring, and the boundary moves to its peak; a one-sided
         band keeps the boundary on its steep flank. 0 never moves it.
+    charging_tails : bool
+        Look for a charging tail along the scan in each image's first pass
+        (:mod:`segsem_lite.charging`); where one explains the image, threshold again
+        without it, and keep that pass when its features explain the image better.
     """
 
     window: float = 2.0
@@ -116,6 +120,7 @@ class FallbackConfig:
     max_area_fraction: float = 0.5
     ridge_symmetry: float = 1.6
     scale_factors: tuple = (1.0, 0.5, 2.0)
+    charging_tails: bool = True
 
     def __post_init__(self) -> None:
         _require(len(self.scale_factors) > 0 and all(float(f) > 0 for f in self.scale_factors),

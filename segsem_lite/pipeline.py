@@ -15,6 +15,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
+from .charging import MIN_GAIN, fit_scan_tail, near_edges, remove_scan_tail
 from .config import PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
@@ -81,6 +82,10 @@ class SegmentationResult:
         Why the result needs a look ("" when it does not): the gate rejected every
         candidate and the fallback found nothing either, so the best candidate is
         returned as it is.
+    scan_tail_px : float
+        The decay length (px along the scan) of the charging tail removed from the image
+        before the fallback thresholded it again (:mod:`segsem_lite.charging`); 0 when the
+        image showed none, or removing it did not explain the image better.
     """
 
     prompt_xy: tuple[float, float]
@@ -96,6 +101,7 @@ class SegmentationResult:
     stem: str | None = None
     candidates: np.ndarray | None = field(default=None, repr=False)
     flag: str = ""
+    scan_tail_px: float = 0.0
 
     @property
     def contours_nm(self) -> list[np.ndarray]:
@@ -434,6 +440,11 @@ def segment_image(
     is first sought again at the territory's own scale (half its inscribed width): in a
     dense array the image's scale can be a larger feature's, at which neighbours merge.
 
+    When the first pass's features show a charging tail along the scan, the classical
+    path's targets are thresholded again on the image without it, and that pass is kept
+    when its features explain the image better (``config.fallback.charging_tails``;
+    :mod:`segsem_lite.charging`); its results carry the tail's length in ``scan_tail_px``.
+
     Parameters
     ----------
     image : (M, N) ndarray
@@ -459,7 +470,6 @@ def segment_image(
         targets = [_in_field(t, x0, y0) for t in targets]
     else:
         field = None
-    out: list[SegmentationResult | SegSEMError] = []
     encode_ms = 0.0
     if model is not None and targets:
         t0 = time.perf_counter()
@@ -467,16 +477,69 @@ def segment_image(
         encode_ms = (time.perf_counter() - t0) * 1e3
     unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
     split = territories(targets, img.shape)
-    for i, t in enumerate(targets):
-        try:
-            res = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
-                                 pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
-                                 keep_candidates=keep_candidates, scale=scale, tone=t.tone, size_px=t.size_px,
-                                 box_xyxy=t.box_xyxy, unit_image=unit,
-                                 territory=None if split is None else (*split, i + 1))
-            if model is not None:
-                res.timings_ms["encode"] = encode_ms / len(targets)
-            out.append(res if field is None else _to_image(res, field, full))
-        except SegSEMError as exc:
-            out.append(exc)
+
+    def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale) -> dict:
+        got: dict[int, SegmentationResult | SegSEMError] = {}
+        for i in todo:
+            t = targets[i]
+            try:
+                got[i] = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
+                                        pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
+                                        keep_candidates=keep_candidates, scale=unit_scale, tone=t.tone,
+                                        size_px=t.size_px, box_xyxy=t.box_xyxy, unit_image=unit_image,
+                                        territory=None if split is None else (*split, i + 1))
+            except SegSEMError as exc:
+                got[i] = exc
+        return got
+
+    results = run(range(len(targets)), unit, scale)
+    if config.fallback.charging_tails and targets:
+        results = _without_scan_tail(results, unit, run)
+    out: list[SegmentationResult | SegSEMError] = []
+    for i in range(len(targets)):
+        res = results[i]
+        if isinstance(res, SegmentationResult) and model is not None:
+            res.timings_ms["encode"] = encode_ms / len(targets)
+        out.append(res if field is None or not isinstance(res, SegmentationResult) else _to_image(res, field, full))
     return out
+
+
+def _feature_map(results, shape: tuple[int, int]) -> np.ndarray:
+    f = np.zeros(shape, bool)
+    for res in results:
+        if isinstance(res, SegmentationResult):
+            f |= res.mask
+    return f
+
+
+def _without_scan_tail(results: dict, unit: np.ndarray, run) -> dict:
+    """Results again on the image without its charging tail, when the first pass shows one
+    (:mod:`segsem_lite.charging`). Only the classical path's results are redone (an accepted
+    model mask does not threshold), and the second pass is kept only when its feature map
+    explains the image better than the first's under the same model."""
+    first = _feature_map(results.values(), unit.shape)
+    if not first.any():
+        return results
+    t0 = time.perf_counter()
+    tail = fit_scan_tail(unit, first, backward_above=MIN_GAIN)
+    if not tail.explains():
+        return results
+    cleaned = remove_scan_tail(unit, tail)
+    todo = [i for i, r in results.items() if not (isinstance(r, SegmentationResult) and r.source == "sam2")]
+    t1 = time.perf_counter()
+    again = {**results, **run(todo, cleaned, measure_scale(cleaned))}
+    t2 = time.perf_counter()
+    second = _feature_map(again.values(), unit.shape)
+    skip = near_edges(first) | near_edges(second)
+    if not (fit_scan_tail(unit, second, exclude=skip, backward_above=None).residual
+            < fit_scan_tail(unit, first, exclude=skip, backward_above=None).residual):
+        return results
+    # the kept result's fallback time includes the first pass and its share of the fit
+    share = ((t1 - t0) + (time.perf_counter() - t2)) * 1e3 / max(1, len(todo))
+    for i in todo:
+        res = again[i]
+        if isinstance(res, SegmentationResult):
+            res.scan_tail_px = tail.tau_px
+            before = results[i].total_ms if isinstance(results[i], SegmentationResult) else 0.0
+            res.timings_ms["fallback"] = res.timings_ms.get("fallback", 0.0) + before + share
+    return again
