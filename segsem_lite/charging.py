@@ -92,16 +92,24 @@ def _lag(rows: np.ndarray, tau: float, backward: bool = False) -> np.ndarray:
     return y[:, ::-1] if backward else y
 
 
-def near_edges(features: np.ndarray, px: float = EDGE_PX) -> np.ndarray:
-    """Pixels within ``px`` of a boundary of the boolean map ``features``, on either side."""
+def _depths(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each pixel to the nearest pixel off the map (inside) and on it (outside)."""
     f8 = features.astype(np.uint8)
-    din = cv2.distanceTransform(f8, cv2.DIST_L2, 5)
-    dout = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 5)
+    return cv2.distanceTransform(f8, cv2.DIST_L2, 5), cv2.distanceTransform(1 - f8, cv2.DIST_L2, 5)
+
+
+def _within(features: np.ndarray, din: np.ndarray, dout: np.ndarray, px: float) -> np.ndarray:
     return ((din <= px) & features) | ((dout <= px) & ~features)
 
 
+def near_edges(features: np.ndarray, px: float = EDGE_PX) -> np.ndarray:
+    """Pixels within ``px`` of a boundary of the boolean map ``features``, on either side."""
+    f = np.asarray(features, bool)
+    return _within(f, *_depths(f), px)
+
+
 def fit_scan_tail(unit: np.ndarray, features: np.ndarray, *, exclude: np.ndarray | None = None,
-                  step: int = 3, backward_above: float | None = 0.0) -> ScanTail:
+                  every: int = 3, backward_above: float | None = 0.0) -> ScanTail:
     """Fit ``background + step * F + tail * (h_tau * F) + edge bands`` to ``unit``, row by row.
 
     F is the feature map ``features``, h_tau a causal exponential of decay length tau px
@@ -117,8 +125,8 @@ def fit_scan_tail(unit: np.ndarray, features: np.ndarray, *, exclude: np.ndarray
         Where the features are (a first pass's masks together).
     exclude : (M, N) bool ndarray, optional
         More pixels to leave out of the fit (by default those near the map's own edges).
-    step : int
-        Every ``step``-th row and column is fitted.
+    every : int
+        Every ``every``-th row and column is fitted.
     backward_above : float or None
         Tails against the scan are fitted only when the forward tail explains more than
         this share (``gain_backward`` is NaN otherwise: a tail explaining less is no tail);
@@ -130,16 +138,14 @@ def fit_scan_tail(unit: np.ndarray, features: np.ndarray, *, exclude: np.ndarray
     """
     f = np.asarray(features, bool)
     h, w = f.shape
-    f8 = f.astype(np.uint8)
-    din = cv2.distanceTransform(f8, cv2.DIST_L2, 5)
-    dout = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 5)
-    skip = ((din <= EDGE_PX) & f) | ((dout <= EDGE_PX) & ~f)
+    din, dout = _depths(f)
+    skip = _within(f, din, dout, EDGE_PX)
     if exclude is not None:
         skip |= exclude
-    rows, cols = slice(0, h, step), slice(0, w, step)
+    rows, cols = slice(0, h, every), slice(0, w, every)
     keep = ~skip[rows, cols]
     fs = f[rows, cols]
-    yy, xx = np.mgrid[0:h:step, 0:w:step]
+    yy, xx = np.mgrid[0:h:every, 0:w:every]
     xx, yy = xx / w - 0.5, yy / h - 0.5
     base = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy, fs.astype(float),
                      np.exp(-din[rows, cols] / BAND_PX) * fs, np.exp(-dout[rows, cols] / BAND_PX) * ~fs], -1)[keep]
