@@ -39,6 +39,8 @@ TAUS_PX = (3.0, 4.5, 6.5, 9.0, 13.0, 19.0, 28.0, 40.0)
 EDGE_PX = 2.0
 #: Share of the residual a tail must explain to be one (:meth:`ScanTail.explains`).
 MIN_GAIN = 0.02
+#: Fewest sampled pixels, clear of the edges, a fit is made on.
+MIN_SAMPLES = 200
 #: Decay length of the symmetric edge bands the model allows on each side of an edge, px.
 BAND_PX = 2.5
 
@@ -149,6 +151,8 @@ def fit_scan_tail(unit: np.ndarray, features: np.ndarray, *, exclude: np.ndarray
     xx, yy = xx / w - 0.5, yy / h - 0.5
     base = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy, fs.astype(float),
                      np.exp(-din[rows, cols] / BAND_PX) * fs, np.exp(-dout[rows, cols] / BAND_PX) * ~fs], -1)[keep]
+    if keep.sum() < MIN_SAMPLES:  # too few pixels clear of the edges to tell a tail: none, and no better fit
+        return ScanTail(tau_px=0.0, step=0.0, tail=0.0, gain=0.0, gain_backward=float("nan"), residual=float("inf"))
     y = np.asarray(unit, float)[rows, cols][keep]
     ata, aty, yty = base.T @ base, base.T @ y, float(y @ y)
     ridge = 1e-9 * np.eye(len(ata) + 1)

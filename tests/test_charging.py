@@ -57,6 +57,15 @@ def test_a_tail_along_the_scan_is_found_and_one_against_it_is_not():
     assert not fit_scan_tail(plain, f).explains()
 
 
+def test_too_few_pixels_clear_of_the_edges_give_no_tail():
+    f = np.zeros((12, 12), bool)
+    f[2:10, 2:10] = True
+    img = _image(f, step=0.05, tail=-0.15, tau=9.0, noise=0.01)
+    t = fit_scan_tail(img, f)
+    assert not t.explains()
+    assert t.residual == np.inf  # never "explains better" than another map's fit
+
+
 def test_removing_the_tail_puts_the_trailing_edges_back():
     f = _blocks()
     img = _image(f, step=0.02, tail=0.12, tau=12.0, noise=0.005)
