@@ -60,6 +60,23 @@ def test_a_set_without_charging_draws_everything_else_alike(tmp_path):
         np.testing.assert_array_equal(da.load_mask(stem), db.load_mask(stem))
 
 
+def test_charging_tails_are_no_sharper_than_the_beam():
+    # what charging adds to the image is seen through the beam like the rest: across a block's top edge it
+    # rises over the beam's width, not in one row at the outline
+    from dataclasses import replace
+
+    block = [np.array([[28.0, 28.0], [68.0, 28.0], [68.0, 68.0], [28.0, 68.0]])]
+    look = replace(CONDITIONS["charging"], frames=(10 ** 6,), drift=(0.0, 0.0), band=(0.0, 0.0), bit_depth=(16,))
+    kw = dict(size=96, outlines=block, tone="line", pixel_size_nm=1.0, roughness=False)
+    charged = render_independent(11, appearance=look, **kw)
+    still = render_independent(11, appearance=replace(look, charging=(0.0, 0.0)), **kw)
+    added = charged.image.astype(float) - still.image.astype(float)
+    beam_px = charged.params["beam_nm"] / charged.params["pixel_size_nm"]
+    # a step of height h blurred by a Gaussian of sigma s changes by at most h / (sqrt(2 pi) s) per px
+    steepest = np.abs(added).max() / (np.sqrt(2 * np.pi) * beam_px)
+    assert np.abs(np.diff(added, axis=0)).max() < 1.2 * steepest
+
+
 def test_conditions_cover_the_appearances():
     draws = [render_independent(np.random.SeedSequence([1, i]), appearance=CONDITIONS["mixed_16bit"], size=64)
              for i in range(12)]

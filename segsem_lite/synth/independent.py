@@ -347,7 +347,10 @@ def render_independent(
     charging = rng.uniform(*appearance.charging) * rng.choice([-1.0, 1.0])
     tail_px = rng.uniform(4, 25)  # drawn with or without charging: the rest of the image is drawn alike either way
     if charging:
+        # the tail is part of what the beam sees: as sharp as the beam, not as the outline
         resist = _down(resist_big.astype(np.float32))
+        if beam_px > 0.3:
+            resist = cv2.GaussianBlur(resist, (0, 0), beam_px)
         a = np.exp(-1.0 / tail_px)
         lagged = resist.copy()
         for c in range(1, size):  # causal exponential memory along the scan direction (+x)
