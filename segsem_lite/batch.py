@@ -33,17 +33,19 @@ __all__ = [
 RECORD_FIELDS = ["stem", "label", "prompt_x", "prompt_y", "touches_border", "source", "gate_reasons", "score",
                  "n_candidates", "kind", "tone", "centroid_x", "centroid_y", "area_nm2", "cd_nm", "cd_px",
                  "cd_3sigma_nm", "ellipticity", "pixel_size_nm", "design_match", "align_dx_nm", "align_dy_nm",
-                 "align_score", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "scan_tail_px", "ms_encode",
-                 "ms_predict", "ms_gate", "ms_fallback", "ms_refine", "ms_contours", "ms_total", "status", "message"]
+                 "align_score", "align_sigma_nm", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm",
+                 "epe_max_nm", "scan_tail_px", "ms_encode", "ms_predict", "ms_gate", "ms_fallback", "ms_refine",
+                 "ms_contours", "ms_total", "status", "message"]
 
 #: Columns of ``images.csv``: one row per image of an ``extract`` run.
 IMAGE_FIELDS = ["stem", "file", "width", "height", "pixel_size_nm", "pixel_size_source", "field_x0", "field_y0",
                 "field_x1", "field_y1", "data_bar_row", "targets", "ok", "flagged", "errors", "kind", "counts",
-                "cd_median_nm", "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm", "lwr_3sigma_nm",
-                "lwr_unbiased_3sigma_nm", "layout_x_nm", "layout_y_nm", "rotation_deg", "align_dx_nm", "align_dy_nm",
-                "align_score", "align_ambiguity", "align_status", "site_x_nm", "site_y_nm", "design_features",
-                "not_printed", "not_in_design", "gauges", "epe_mean_nm", "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm",
-                "ref_dx_px", "ref_dy_px", "ref_dx_nm", "ref_dy_nm", "ref_score", "ref_status", "status", "message"]
+                "cd_median_nm", "cd_mean_nm", "cd_3sigma_nm", "pitch_nm", "ler_3sigma_nm", "ler_unbiased_3sigma_nm",
+                "lwr_3sigma_nm", "lwr_unbiased_3sigma_nm", "layout_x_nm", "layout_y_nm", "rotation_deg",
+                "align_dx_nm", "align_dy_nm", "align_score", "align_sigma_nm", "align_ambiguity", "align_status",
+                "site_x_nm", "site_y_nm", "design_features", "not_printed", "not_in_design", "gauges", "epe_mean_nm",
+                "epe_bias_nm", "epe_3sigma_nm", "epe_max_nm", "ref_dx_px", "ref_dy_px", "ref_dx_nm", "ref_dy_nm",
+                "ref_score", "ref_status", "status", "message"]
 
 #: Columns of ``gauges.csv``: one row per gauge (edge gauges on the design, or cutlines from a gauge file).
 GAUGE_FIELDS = ["stem", "label", "gauge", "type", "x_nm", "y_nm", "nx", "ny", "x2_nm", "y2_nm", "epe_nm", "cd_nm",
@@ -269,7 +271,8 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
     site, ps = pl.site, pl.site.pixel_size_nm
     fx0, fy0, fx1, fy1 = got.field
     a = pl.alignment
-    align_cols = {"align_dx_nm": _fmt(a.dx_nm), "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score)}
+    align_cols = {"align_dx_nm": _fmt(a.dx_nm), "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score),
+                  "align_sigma_nm": _fmt(a.sigma_px * ps)}
 
     def unmatched_row(kind: str, label: str, x: float, y: float) -> dict:
         (lx, ly), = site.to_layout([[x, y]])
@@ -348,7 +351,8 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
     summary = epe_summary(np.concatenate(all_epe) if all_epe else np.zeros(0))
     image_cols = {"layout_x_nm": _fmt(pl.nominal.center_nm[0]), "layout_y_nm": _fmt(pl.nominal.center_nm[1]),
                   "rotation_deg": _fmt(pl.nominal.rotation_deg), "align_dx_nm": _fmt(a.dx_nm),
-                  "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score), "align_ambiguity": _fmt(a.ambiguity),
+                  "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score), "align_sigma_nm": _fmt(a.sigma_px * ps),
+                  "align_ambiguity": _fmt(a.ambiguity),
                   "align_status": "ok" if a.ok else f"flagged: {a.message} (nominal site kept)",
                   "site_x_nm": _fmt(site.center_nm[0]), "site_y_nm": _fmt(site.center_nm[1]),
                   "design_features": len(got.targets),

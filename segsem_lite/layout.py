@@ -288,6 +288,12 @@ class Alignment:
     tail_px : float
         Length (px) of the charging tail along the scan that the sub-pixel refinement
         modelled (``align_to_design``), chosen from :data:`TAIL_GRID_PX`.
+    sigma_px : float
+        How far (px, one standard deviation) the image's noise alone moves the refined position,
+        along the less certain axis (``align_to_design``; :func:`_shift_sigma`). NaN when not
+        measured; infinite when the fit does not curve down around its optimum along some axis.
+        The position is kept either way: it is still the best the image allows, and this says
+        how good that is.
     """
 
     dx_nm: float
@@ -300,6 +306,7 @@ class Alignment:
     message: str = ""
     print_model: tuple = (0.0, 0.5)
     tail_px: float = 0.0
+    sigma_px: float = float("nan")
 
 
 #: Below this normalised cross-correlation the alignment is flagged.
@@ -369,6 +376,32 @@ def _highpass(image: np.ndarray, sigma: float, background: float) -> np.ndarray:
     """Smoothed at ``sigma`` (noise) with the slow background at ``background`` removed (charging drift)."""
     a = np.asarray(image, np.float64)
     return ndi.gaussian_filter(a, sigma) - ndi.gaussian_filter(a, background)
+
+
+def _shift_sigma(fit: np.ndarray, at: tuple[int, int], samples: float) -> float:
+    """Standard deviation (px) of the optimum of a :func:`_fit_map` map that noise alone gives, along the less
+    certain axis.
+
+    The map is the correlation rho of a least-squares fit at each shift. Near the optimum the residual grows as
+    ``T (rho0**2 - rho**2)`` (T the image's sum of squares), and the noise's variance per independent sample is
+    ``T (1 - rho0**2) / samples``; the shift's covariance, twice the noise variance over the residual's Hessian,
+    is then ``(1 - rho0**2) / (samples * rho0) * inv(-H)``, with H the Hessian of rho at the optimum ``at`` (row,
+    column), by finite differences. ``samples`` counts independent noise samples (pixels over the correlation
+    area of the smoothing). Infinite when the map does not curve down along some axis.
+    """
+    f = np.asarray(fit, np.float64)
+    i, j = at
+    rho = float(f[i, j])
+    if not (0 < i < f.shape[0] - 1 and 0 < j < f.shape[1] - 1) or not 0 < rho < 1:
+        return float("nan")
+    hxx = f[i, j + 1] - 2 * rho + f[i, j - 1]
+    hyy = f[i + 1, j] - 2 * rho + f[i - 1, j]
+    hxy = (f[i + 1, j + 1] - f[i + 1, j - 1] - f[i - 1, j + 1] + f[i - 1, j - 1]) / 4
+    curve = -np.array([[hxx, hxy], [hxy, hyy]])
+    if np.linalg.eigvalsh(curve)[0] <= 0:
+        return float("inf")
+    cov = (1 - rho ** 2) / (samples * rho) * np.linalg.inv(curve)
+    return float(np.sqrt(max(cov[0, 0], cov[1, 1])))
 
 
 def _fit_map(search: list[np.ndarray], template: np.ndarray) -> np.ndarray:
@@ -652,7 +685,10 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     # along the scan, how much the fit drops FINE_SEARCH_PX px each side of the optimum
     yr, xc = int(np.clip(round(y), 0, n_rows - 1)), int(np.clip(round(x), 0, n_cols - 1))
     r0, c0, fine = fine_fit(yr, xc, FINE_SEARCH_PX, tail)
-    along = fine(print_model)[yr - r0]
+    fmap = fine(print_model)
+    along = fmap[yr - r0]
+    # noise correlates over the smoothing's area (4 pi sigma**2 px for a Gaussian of sigma px)
+    sigma_px = _shift_sigma(fmap, (yr - r0, xc - c0), img.size / max(1.0, 4 * np.pi * sigma ** 2))
     sides = [along[j] for j in (xc - c0 - FINE_SEARCH_PX, xc - c0 + FINE_SEARCH_PX) if 0 <= j < along.size]
     along_scan = 1.0 - max(sides) / along[xc - c0] if sides and along[xc - c0] > 0 else 0.0
     if pinned < MIN_PINNING:
@@ -664,7 +700,7 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     if disagree > MAX_SCALE_DISAGREEMENT_PX:
         why.append(f"the edges alone put the optimum {disagree:.0f} px away (charging or drift?)")
     return Alignment(dx_nm, dy_nm, float(dx_px), float(dy_px), score, amb, not why, "; ".join(why), print_model,
-                     float(tail))
+                     float(tail), sigma_px)
 
 
 def register_images(image: np.ndarray, reference: np.ndarray, *, pixel_size_nm: float, search_nm: float = 150.0,

@@ -252,6 +252,34 @@ def test_lines_longer_than_the_field_leave_the_position_along_them_flagged():
             assert abs(a.dx_nm + 0.8) < 0.5 and abs(a.dy_nm - 13.7) < 0.5, a
 
 
+def test_the_alignment_uncertainty_follows_the_noise():
+    # four blurred blocks at 1 nm/px, ten noise draws at each of two noise levels: the spread of the aligned site
+    # over the draws is what sigma_px predicts, within a factor 2, and four times the noise gives about four
+    # times the uncertainty
+    from scipy import ndimage as ndi
+
+    from segsem_lite.layout import rasterize_polygons
+
+    ps, shape = 1.0, (128, 128)
+    blocks = [np.array([[x - 12, y - 16], [x + 12, y - 16], [x + 12, y + 16], [x - 12, y + 16]], float)
+              for x in (-30, 30) for y in (-28, 28)]
+    true = Site((3.0, -2.0), ps, shape)
+    clean = 40 + 20 * ndi.gaussian_filter(rasterize_polygons([true.to_pixels(p) for p in blocks], shape), 1.5)
+    predicted, spread = [], []
+    for noise in (4.0, 16.0):
+        sites, sigmas = [], []
+        for seed in range(10):
+            image = clean + np.random.default_rng(seed).normal(0, noise, shape)
+            a = align_to_design(image, blocks, Site((3.0 + 20, -2.0 - 15), ps, shape), search_nm=40)
+            sites.append((a.dx_nm, a.dy_nm))
+            sigmas.append(a.sigma_px)
+        predicted.append(np.median(sigmas))
+        spread.append(np.array(sites).std(axis=0).max() / ps)
+    assert 2.5 < predicted[1] / predicted[0] < 6, predicted
+    for p, s in zip(predicted, spread):
+        assert 0.5 < s / p < 2, (predicted, spread)
+
+
 def test_alignment_is_flagged_when_the_design_is_not_there():
     rng = np.random.default_rng(0)
     noise = rng.normal(100, 10, (128, 128))
@@ -303,6 +331,7 @@ def test_extract_with_a_layout(tmp_path, chip):
         row, truth = images[stem], keep[keep["stem"] == stem].iloc[0]
         ps = float(row["pixel_size_nm"])
         assert row["align_status"] == "ok"
+        assert 0 < float(row["align_sigma_nm"]) < ps
         assert abs(float(row["site_x_nm"]) - truth["true_x_nm"]) < 1.5 * ps
         assert abs(float(row["site_y_nm"]) - truth["true_y_nm"]) < 1.5 * ps
         assert int(row["gauges"]) > 20 and float(row["epe_mean_nm"]) < 10
