@@ -350,9 +350,7 @@ def _layout_measure(out: Path, stem: str, got: _Loaded, contours: dict, gauge_st
                  lambda tmp: _write_rows(tmp, unmatched, ["stem", "kind", "label", "x_px", "y_px", "x_nm", "y_nm"]))
     summary = epe_summary(np.concatenate(all_epe) if all_epe else np.zeros(0))
     image_cols = {"layout_x_nm": _fmt(pl.nominal.center_nm[0]), "layout_y_nm": _fmt(pl.nominal.center_nm[1]),
-                  "rotation_deg": _fmt(pl.nominal.rotation_deg), "align_dx_nm": _fmt(a.dx_nm),
-                  "align_dy_nm": _fmt(a.dy_nm), "align_score": _fmt(a.score), "align_sigma_nm": _fmt(a.sigma_px * ps),
-                  "align_ambiguity": _fmt(a.ambiguity),
+                  "rotation_deg": _fmt(pl.nominal.rotation_deg), **align_cols, "align_ambiguity": _fmt(a.ambiguity),
                   "align_status": "ok" if a.ok else f"flagged: {a.message} (nominal site kept)",
                   "site_x_nm": _fmt(site.center_nm[0]), "site_y_nm": _fmt(site.center_nm[1]),
                   "design_features": len(got.targets),
