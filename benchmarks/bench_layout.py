@@ -91,7 +91,7 @@ def run(root: Path) -> pd.DataFrame:
                      "epe_truth_diff_mean_px": float(diff.mean()) if diff.size else np.nan,
                      "epe_truth_diff_abs_px": float(np.abs(diff).mean()) if diff.size else np.nan,
                      "epe_truth_at_true_site_px": float(np.nanmean(e_true) / ps) if e_true.size else np.nan,
-                     "ms_place": ms,
+                     "ms_place": ms, "flag": a.message,
                      # the second renderer's charging step against its material step (4 is its tail gain): near 1
                      # the step at each edge along the scan cancels and only a kink is left
                      "charging_to_contrast": (abs(4 * r["charging"] / r["contrast"])

@@ -499,8 +499,11 @@ MIN_PINNING_ALONG_SCAN = 0.02
 #: A coarse proposal whose refined fit is worse than the best by more than this lies in another basin.
 CLEARLY_WORSE_FIT = 0.05
 #: The whole features' fit at the refined optimum, at least this fraction of its best, is a plateau: the edges
-#: choose along it and do not disagree with it.
-PLATEAU = 0.99
+#: choose along it and do not disagree with it. A printed pattern (rough edges, pulled-back line ends) moves the
+#: whole features' optimum a few px along their broad peak: on the second renderer (bench_layout.py, seeds 12 and
+#: 112) sites refined within 0.5 px of the truth kept 0.95-0.99 of the best fit there 2-5 px from it, while the
+#: sites refined 1.6 and 5.4 px off (low contrast) kept 0.85-0.86.
+PLATEAU = 0.93
 #: Printed-design models tried by the sub-pixel refinement, (Gaussian sigma in nm, level): lithography prints
 #: a design blurred and cut at a dose-dependent level, so line ends pull back and corners round. Matching the
 #: drawn design to such a print pulls the optimum towards whichever end or corner shows the stronger edge; the
