@@ -501,7 +501,7 @@ CLEARLY_WORSE_FIT = 0.05
 #: The whole features' fit at the refined optimum, at least this fraction of its best, is a plateau: the edges
 #: choose along it and do not disagree with it. A printed pattern (rough edges, pulled-back line ends) moves the
 #: whole features' optimum a few px along their broad peak: on the second renderer (bench_layout.py, seeds 12 and
-#: 112) sites refined within 0.5 px of the truth kept 0.95-0.99 of the best fit there 2-5 px from it, while the
+#: 312) sites refined within 0.5 px of the truth kept 0.95-0.99 of the best fit there 2-5 px from it, while the
 #: sites refined 1.6 and 5.4 px off (low contrast) kept 0.85-0.86.
 PLATEAU = 0.93
 #: Printed-design models tried by the sub-pixel refinement, (Gaussian sigma in nm, level): lithography prints
