@@ -259,6 +259,14 @@ class EdgeConfig:
         Place step edges (no ridge) where the denoised profile crosses the level halfway
         between the feature's inside and its surroundings (the 50 % threshold of CD-SEM
         metrology). Off: a mask without a ridge is left as it was.
+    pool_targets : int
+        With at least this many masks of openings (``Target.feature``) of one image left where
+        they were (no ridge, no clean step), their mean profile across the contours, pooled,
+        may show the faint ring no single mask shows, and place all of them
+        (:func:`segsem_lite.edges.place_pooled_ring`); 0: never.
+    feature : {"auto", "resist", "opening"}
+        What the features are made of, for targets whose meta.csv does not say
+        (``Target.feature``); "auto": not known.
     """
 
     enabled: bool = True
@@ -272,6 +280,8 @@ class EdgeConfig:
     min_found: float = 0.5
     min_prominence: float = 0.3
     step_edges: bool = True
+    pool_targets: int = 20
+    feature: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.search_nm > 0, f"search_nm={self.search_nm!r}: expected a positive distance in nm")
@@ -280,6 +290,9 @@ class EdgeConfig:
         _require(self.polarity in ("bright_edge", "dark_edge"),
                  f"polarity={self.polarity!r}: expected 'bright_edge' or 'dark_edge'")
         _require(0.0 <= self.min_found <= 1.0, f"min_found={self.min_found!r}: expected a share in [0, 1]")
+        _require(self.pool_targets >= 0, f"pool_targets={self.pool_targets!r}: expected a count >= 0")
+        _require(self.feature in ("auto", "resist", "opening"),
+                 f"feature={self.feature!r}: expected 'auto', 'resist' (lines, pillars) or 'opening' (trenches, holes)")
         _require(0.0 <= self.min_prominence <= 1.0,
                  f"min_prominence={self.min_prominence!r}: expected a share in [0, 1]")
 

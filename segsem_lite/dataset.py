@@ -294,6 +294,10 @@ class Target:
     tone : str or None
         What the user says the feature is (meta.csv ``tone``): ``bright`` or ``dark``
         against its surroundings; None lets the pipeline decide from the image.
+    feature : str or None
+        What the user says the feature is made of (meta.csv ``feature``): ``resist`` (lines,
+        pillars) or ``opening`` (trenches, holes); a ``clip_tone`` column as ``segsem synth``
+        writes it says the same (``line``: resist, ``hole``: openings). None: not known.
     size_px : float or None
         The feature's width in px when discovery measured it (the fallback's scale).
     box_xyxy : (int, int, int, int) or None
@@ -310,6 +314,7 @@ class Target:
     split: str | None = None
     touches_border: bool = False
     tone: str | None = None
+    feature: str | None = None
     size_px: float | None = None
     box_xyxy: tuple | None = None
 
@@ -652,7 +657,9 @@ class Dataset:
         prompted at its most interior point; one cut by the image border (flagged
         ``touches_border``) only when at least :data:`MIN_BORDER_WIDTH_PX` px of it is
         visible across and :data:`MIN_BORDER_AREA_PX` px in all. A meta.csv ``tone``
-        column (``bright``, ``dark`` or ``auto``) says what the image shows of the features.
+        column (``bright``, ``dark`` or ``auto``) says what the image shows of the features, a
+        ``feature`` column (``resist``, ``opening`` or ``auto``; or ``clip_tone``, ``line`` or
+        ``hole``) what they are made of.
         Without masks, targets come from ``prompts.csv`` (any number of rows per image),
         the meta prompt or the layout's features; with none of these and the image given,
         every feature of its field is discovered (:func:`segsem_lite.discover.discover_features`).
@@ -694,9 +701,16 @@ class Dataset:
         if tone is not None and tone not in ("bright", "dark", "auto"):
             raise SegSEMError(f"{self.root / 'meta.csv'}: stem {stem}: tone={tone!r}; expected bright (features "
                               f"brighter than their surroundings), dark, or auto")
+        feature = row.get("feature")
+        if feature is None:
+            feature = {"line": "resist", "hole": "opening"}.get(row.get("clip_tone"))
+        if feature is not None and feature not in ("resist", "opening", "auto"):
+            raise SegSEMError(f"{self.root / 'meta.csv'}: stem {stem}: feature={feature!r}; expected resist (lines, "
+                              f"pillars), opening (trenches, holes), or auto")
         common = dict(
             stem=stem,
             tone=None if tone == "auto" else tone,
+            feature=None if feature == "auto" else feature,
             exposure_case=_fmt_case(row.get("exposure_case")),
             pixel_size_nm=(float(row["pixel_size_nm"]) if "pixel_size_nm" in row
                            else self.pixel_size_override if self.pixel_size_override is not None else pixel_size_nm),

@@ -20,7 +20,7 @@ from .config import PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
 from .dataset import Design, Target
-from .edges import place_edges
+from .edges import place_edges, place_pooled_ring
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
 from .morphology import refine_mask
@@ -86,6 +86,10 @@ class SegmentationResult:
         The decay length (px along the scan) of the charging tail removed from the image
         before the fallback thresholded it again (:mod:`segsem_lite.charging`); 0 when the
         image showed none, or removing it did not explain the image better.
+    edge_kind : str
+        How edge placement placed the contour: ``"ridge"``, ``"step"`` (its half level),
+        ``"pooled_ring"`` (a ring shown only by the image's masks together,
+        :func:`segsem_lite.edges.place_pooled_ring`), or ``""`` (not placed).
     """
 
     prompt_xy: tuple[float, float]
@@ -102,6 +106,7 @@ class SegmentationResult:
     candidates: np.ndarray | None = field(default=None, repr=False)
     flag: str = ""
     scan_tail_px: float = 0.0
+    edge_kind: str = ""
 
     @property
     def contours_nm(self) -> list[np.ndarray]:
@@ -322,11 +327,11 @@ def segment_target(
     t0 = time.perf_counter()
     sub = refine_mask(sub, prompt_xy=local, config=config.refine, pixel_size_nm=ps)
     timings["refine"] = (time.perf_counter() - t0) * 1e3
-    contours = None
+    contours, edge_kind = None, ""
     if config.edge.enabled and (source != "standard" or config.edge.standard):
         t0 = time.perf_counter()
         placed = place_edges(img[r0:r1, c0:c1], sub, config=config.edge, pixel_size_nm=ps)
-        sub, contours = placed.mask, placed.contours
+        sub, contours, edge_kind = placed.mask, placed.contours, placed.kind
         timings["edge"] = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
     if contours is None:
@@ -353,7 +358,8 @@ def segment_target(
     timings["contours"] = (time.perf_counter() - t0) * 1e3
     return SegmentationResult(prompt_xy=tuple(map(float, prompt_xy)), mask=mask, contours=contours, edges=edges,
                               source=source, decision=decision, candidate_scores=scores, timings_ms=timings,
-                              pixel_size_nm=ps, label=label, stem=stem, candidates=candidates, flag=flag)
+                              pixel_size_nm=ps, label=label, stem=stem, candidates=candidates, flag=flag,
+                              edge_kind=edge_kind)
 
 
 def _in_field(t: Target, x0: int, y0: int) -> Target:
@@ -495,6 +501,8 @@ def segment_image(
     results = run(range(len(targets)), unit, scale)
     if config.fallback.charging_tails and targets:
         results = _without_scan_tail(results, unit, run)
+    if config.edge.enabled and config.edge.pool_targets:
+        _pooled_ring(results, targets, img, config)
     out: list[SegmentationResult | SegSEMError] = []
     for i in range(len(targets)):
         res = results[i]
@@ -502,6 +510,34 @@ def segment_image(
             res.timings_ms["encode"] = encode_ms / len(targets)
         out.append(res if field is None or not isinstance(res, SegmentationResult) else _to_image(res, field, full))
     return out
+
+
+def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, config: PipelineConfig) -> None:
+    """Place the classical path's masks of openings that edge placement left as they were on the faint ring
+    their contours show together (:func:`segsem_lite.edges.place_pooled_ring`), in place.
+
+    Only targets the user says are openings (``Target.feature``, else ``config.edge.feature``) are pooled: edge brightening lies in the
+    resist, so a ring just inside an opening's mask is resist the mask took in, while a ring just inside a
+    resist feature's mask is the feature's own edge band, whose outer foot is already the edge. The image
+    alone does not tell the two apart. Only images with ``config.edge.pool_targets`` such masks or more, all
+    of one pixel size, are pooled."""
+    placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
+    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
+            and r.edge_kind in ("", "step") and (targets[i].feature or config.edge.feature) == "opening"]
+    if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
+        return
+    t0 = time.perf_counter()
+    placed = place_pooled_ring(img, [results[i].mask for i in keys], config=config.edge,
+                               pixel_size_nm=results[keys[0]].pixel_size_nm)
+    if placed is None:
+        return
+    share = (time.perf_counter() - t0) * 1e3 / len(keys)
+    for i, mask in zip(keys, placed[0]):
+        res = results[i]
+        contours = extract_contours(mask)
+        if contours and mask is not res.mask:
+            res.mask, res.contours, res.edges, res.edge_kind = mask, contours, sobel_edges(mask), "pooled_ring"
+        res.timings_ms["edge"] = res.timings_ms.get("edge", 0.0) + share
 
 
 def _feature_map(results, shape: tuple[int, int]) -> np.ndarray:
