@@ -180,6 +180,7 @@ def segment_target(
     keep_candidates: bool = False,
     scale: ImageScale | None = None,
     tone: str | None = None,
+    feature: str | None = None,
     size_px: float | None = None,
     box_xyxy: tuple | None = None,
     unit_image: np.ndarray | None = None,
@@ -211,6 +212,9 @@ def segment_target(
         omitted.
     tone : {"bright", "dark"}, optional
         The feature's tone when the user knows it; decided from the image otherwise.
+    feature : {"resist", "opening"}, optional
+        What the feature is made of when the user knows it (else ``config.edge.feature``):
+        edge placement then looks for edge brightening on the resist side only.
     size_px, box_xyxy : optional
         Width and box of the feature when discovery saw it (:class:`Target`): the
         fallback's scale and extent, and the model's box prompt when there is no design.
@@ -330,7 +334,8 @@ def segment_target(
     contours, edge_kind = None, ""
     if config.edge.enabled and (source != "standard" or config.edge.standard):
         t0 = time.perf_counter()
-        placed = place_edges(img[r0:r1, c0:c1], sub, config=config.edge, pixel_size_nm=ps)
+        placed = place_edges(img[r0:r1, c0:c1], sub, config=config.edge, pixel_size_nm=ps,
+                             feature=feature or config.edge.feature)
         sub, contours, edge_kind = placed.mask, placed.contours, placed.kind
         timings["edge"] = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
@@ -492,7 +497,7 @@ def segment_image(
                 got[i] = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                         pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                         keep_candidates=keep_candidates, scale=unit_scale, tone=t.tone,
-                                        size_px=t.size_px, box_xyxy=t.box_xyxy, unit_image=unit_image,
+                                        feature=t.feature, size_px=t.size_px, box_xyxy=t.box_xyxy, unit_image=unit_image,
                                         territory=None if split is None else (*split, i + 1))
             except SegSEMError as exc:
                 got[i] = exc
