@@ -478,7 +478,7 @@ def _sigma_px(pixel_size_nm: float) -> float:
 
 
 #: An alignment is flagged when the edges alone (background removed at the fine scale) put the optimum further
-#: than this (px) from the whole features' optimum.
+#: than this (px) from the whole features' optimum, or from the refined site.
 MAX_SCALE_DISAGREEMENT_PX = 1.5
 #: The sub-pixel refinement looks this far (px) around the whole-feature optimum ...
 FINE_SEARCH_PX = 3
@@ -671,6 +671,9 @@ def align_to_design(image: np.ndarray, polygons_nm: list, site: Site, *, search_
     fooled = won == 1 and (np.hypot(refined[0][1] - x, refined[0][2] - y) > 1.0
                            and refined[0][0] < refined[1][0] - CLEARLY_WORSE_FIT)
     disagree = float(np.hypot(fr - proposals[won if fooled else 0][0], fc - proposals[won if fooled else 0][1]))
+    # the refined site too: a refinement that left both the whole features' optimum and the edges' for a print
+    # model and tail of its own, 3 px away, had nothing in the image to agree with it
+    disagree = max(disagree, float(np.hypot(fr - y, fc - x)))
     # unless the whole features cannot tell the two apart: their fit at the refined optimum is as good as at their
     # own (a plateau along a long line), and the edges pin the position
     at = fits[0][int(np.clip(round(y), 0, n_rows - 1)), int(np.clip(round(x), 0, n_cols - 1))]
