@@ -426,10 +426,10 @@ POOL_MIN_RISE = 0.05
 POOL_MIN_SHIFT_PX = 0.5
 
 
-def pooled_profile(image: np.ndarray, masks: list[np.ndarray], reach: float,
-                   sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def pooled_profile(image: np.ndarray, masks: list[np.ndarray],
+                   reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The mean profile across the edges of many masks of one image, by signed distance to the nearest mask's
-    edge (negative inside), in half-pixel bins within ``reach``; the image denoised by ``sigma`` px.
+    edge (negative inside), in half-pixel bins within ``reach``; the image as it is.
 
     Returns the bins' distances (each the mean of its pixels': pixel distances are not evenly spread), means,
     standard errors of the means, pixel counts, the signed distance map and the map of the nearest mask
@@ -440,13 +440,11 @@ def pooled_profile(image: np.ndarray, masks: list[np.ndarray], reach: float,
     d_out, (ri, ci) = ndi.distance_transform_edt(lab == 0, return_indices=True)
     near = lab[ri, ci]
     d = np.where(lab > 0, 0.5 - ndi.distance_transform_edt(lab > 0), d_out - 0.5)
-    img = np.asarray(image, np.float32)
-    sm = cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0 else img
     sel = np.abs(d) <= reach
     b = np.round(d[sel] * 2).astype(np.int64)
     lo = int(b.min()) if b.size else 0
     cnt = np.bincount(b - lo)
-    v = sm[sel].astype(np.float64)
+    v = np.asarray(image, np.float64)[sel]
     mean = np.bincount(b - lo, v) / np.maximum(cnt, 1)
     var = np.maximum(np.bincount(b - lo, v * v) / np.maximum(cnt, 1) - mean ** 2, 0.0)
     ok = cnt >= 8
@@ -482,9 +480,7 @@ def place_pooled_ring(image: np.ndarray, masks: list[np.ndarray], *, config: Edg
         return None
     reach = float(np.clip(np.median([inside_depth(m).max() for m in masks]), SEARCH_MIN_PX,
                           max(SEARCH_MIN_PX, nm_to_px(config.search_nm, pixel_size_nm))))
-    # not denoised: the pooling averages the noise away, while smoothing would pull a ring that stands on a step
-    # (brighter openings, darker resist beyond the band) towards the brighter side
-    u, prof, se, cnt, d, near = pooled_profile(image, masks, reach, 0.0)
+    u, prof, se, cnt, d, near = pooled_profile(image, masks, reach)
     if config.polarity == "dark_edge":
         prof = -prof
     if len(u) < 5:

@@ -521,9 +521,10 @@ def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, conf
     """Place the classical path's masks of openings that edge placement left as they were on the faint ring
     their contours show together (:func:`segsem_lite.edges.place_pooled_ring`), in place.
 
-    Only targets the user says are openings (``Target.feature``, else ``config.edge.feature``) are pooled: edge brightening lies in the
-    resist, so a ring just inside an opening's mask is resist the mask took in, while a ring just inside a
-    resist feature's mask is the feature's own edge band, whose outer foot is already the edge. The image
+    Only targets the user says are openings (``Target.feature``, else ``config.edge.feature``) are pooled:
+    edge brightening lies in the resist, so a ring just inside an opening's mask is resist the mask took in,
+    while a ring just inside a resist feature's mask is the feature's own edge band, whose outer foot is
+    already the edge. The image
     alone does not tell the two apart. Only images with ``config.edge.pool_targets`` such masks or more, all
     of one pixel size, are pooled."""
     placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
