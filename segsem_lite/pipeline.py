@@ -497,7 +497,8 @@ def segment_image(
                 got[i] = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
                                         pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                         keep_candidates=keep_candidates, scale=unit_scale, tone=t.tone,
-                                        feature=t.feature, size_px=t.size_px, box_xyxy=t.box_xyxy, unit_image=unit_image,
+                                        feature=t.feature, size_px=t.size_px, box_xyxy=t.box_xyxy,
+                                        unit_image=unit_image,
                                         territory=None if split is None else (*split, i + 1))
             except SegSEMError as exc:
                 got[i] = exc
@@ -524,9 +525,8 @@ def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, conf
     Only targets the user says are openings (``Target.feature``, else ``config.edge.feature``) are pooled:
     edge brightening lies in the resist, so a ring just inside an opening's mask is resist the mask took in,
     while a ring just inside a resist feature's mask is the feature's own edge band, whose outer foot is
-    already the edge. The image
-    alone does not tell the two apart. Only images with ``config.edge.pool_targets`` such masks or more, all
-    of one pixel size, are pooled."""
+    already the edge. The image alone does not tell the two apart. Only images with
+    ``config.edge.pool_targets`` such masks or more, all of one pixel size, are pooled."""
     placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
     keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
             and r.edge_kind in ("", "step") and (targets[i].feature or config.edge.feature) == "opening"]
