@@ -19,7 +19,8 @@ than the backward one: a symmetric effect (blur, edge rings, a wrong feature map
 alike. :func:`remove_scan_tail` then inverts the row model (a Wiener filter, so the noise is
 not blown up) and :func:`segsem_lite.pipeline.segment_image` thresholds the result again,
 keeping the second pass only when its feature map explains the original image better than the
-first pass's.
+first pass's. It tries two signal-to-noise ratios for the filter and, since a first pass misled
+by the tail misleads its fit too, fits the tail again on the pass it kept, for a few rounds.
 """
 
 from __future__ import annotations
@@ -72,18 +73,16 @@ class ScanTail:
     gain_backward: float
     residual: float
 
-    def explains(self, *, min_gain: float = MIN_GAIN, asymmetry: float = 3.0, min_far_step: float = 0.5) -> bool:
-        """Whether the tail is there and can be removed.
+    def explains(self, *, min_gain: float = MIN_GAIN, asymmetry: float = 3.0) -> bool:
+        """Whether the tail is there: it must explain at least ``min_gain`` of the residual and
+        ``asymmetry`` times more than a tail against the scan.
 
-        It must explain at least ``min_gain`` of the residual and ``asymmetry`` times more
-        than a tail against the scan. The step far from edges must be at least
-        ``min_far_step`` of the larger of the near and far steps: where the tail cancels the
-        material step far from the edges, only the edges carry the features and removing the
-        tail would leave the thresholding nothing to fill them with.
+        A tail that cancels the material step far from the edges (``step + tail`` near 0) is
+        one too: only the edges then carry the features, and removing it at a low
+        signal-to-noise ratio (:func:`remove_scan_tail`) gives the features back at the scale
+        they have, with only the slowest variations along the scan lost.
         """
-        far = abs(self.step + self.tail)
-        return bool(self.gain > min_gain and self.gain > asymmetry * self.gain_backward
-                and far >= min_far_step * max(abs(self.step), far, 1e-12))
+        return bool(self.gain > min_gain and self.gain > asymmetry * self.gain_backward)
 
 
 def _lag(rows: np.ndarray, tau: float, backward: bool = False) -> np.ndarray:

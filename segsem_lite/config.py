@@ -104,6 +104,17 @@ class FallbackConfig:
         Look for a charging tail along the scan in each image's first pass
         (:mod:`segsem_lite.charging`); where one explains the image, threshold again
         without it, and keep that pass when its features explain the image better.
+    charging_rounds : int
+        How many times the tail is fitted and removed at most: each round fits it on the
+        features of the pass kept last (a first pass misled by the tail misleads its fit
+        too), and the rounds stop when a pass explains the image no better or the same
+        decay length comes back.
+    charging_snrs : tuple of float
+        The Wiener filter's signal-to-noise ratios tried for each removal
+        (:func:`segsem_lite.charging.remove_scan_tail`), the pass whose features explain the
+        image best kept. A high one restores the material step at the edges where the noise
+        allows; a low one does not blow up the slow variations along the scan that a tail
+        cancelling the material step far from the edges leaves almost unseen.
     """
 
     window: float = 2.0
@@ -121,10 +132,15 @@ class FallbackConfig:
     ridge_symmetry: float = 1.6
     scale_factors: tuple = (1.0, 0.5, 2.0)
     charging_tails: bool = True
+    charging_rounds: int = 3
+    charging_snrs: tuple = (20.0, 2.0)
 
     def __post_init__(self) -> None:
         _require(len(self.scale_factors) > 0 and all(float(f) > 0 for f in self.scale_factors),
                  f"scale_factors={self.scale_factors!r}: expected positive multiples of the feature scale")
+        _require(int(self.charging_rounds) >= 1, f"charging_rounds={self.charging_rounds!r}: expected 1 or more")
+        _require(len(self.charging_snrs) > 0 and all(float(v) > 0 for v in self.charging_snrs),
+                 f"charging_snrs={self.charging_snrs!r}: expected positive signal-to-noise ratios")
         _require(self.ridge_symmetry >= 0, f"ridge_symmetry={self.ridge_symmetry!r}: expected >= 0")
         _require(self.window > 0, f"window={self.window!r}: expected a positive number of feature scales")
         _require(len(self.k_values) > 0 and all(-1.0 < float(k) < 1.0 for k in self.k_values),

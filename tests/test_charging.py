@@ -113,6 +113,27 @@ def test_pipeline_thresholds_again_without_the_tail():
     assert _mean_iou(on, instances, labels) > _mean_iou(off, instances, labels) + 0.05
 
 
+def test_a_tail_that_cancels_the_step_far_from_the_edges_is_removed_too():
+    # a step of 0.1 at each edge and 0.01 far from it: only the edges show the blocks, and the first pass takes
+    # in their leading parts; the tail fitted on those is 19 px, on the next pass's features 9 px (as drawn: 10)
+    f = _blocks(256)
+    img = np.clip(_image(f, step=0.1, tail=-0.09, tau=10.0, noise=0.02, seed=5) * 255, 0, 255).astype(np.uint8)
+    instances, n = ndi_label(f)
+    targets, labels = _targets(instances, 1.0)
+    on = ss.segment_image(img, targets)
+    off = ss.segment_image(img, targets, config=ss.PipelineConfig.from_dict({"fallback.charging_tails": False}))
+    assert all(7.0 <= r.scan_tail_px <= 13.0 for r in on)
+    assert _mean_iou(off, instances, labels) < 0.75
+    assert _mean_iou(on, instances, labels) > 0.9
+
+
+def test_charging_settings_are_checked():
+    with pytest.raises(ss.SegSEMError, match="charging_rounds=0"):
+        ss.PipelineConfig.from_dict({"fallback.charging_rounds": 0})
+    with pytest.raises(ss.SegSEMError, match="charging_snrs"):
+        ss.PipelineConfig.from_dict({"fallback.charging_snrs": [20.0, -1.0]})
+
+
 @pytest.mark.parametrize("seed", [2, 3])
 def test_pipeline_leaves_images_without_a_tail_alone(seed):
     look = replace(CONDITIONS["no_edge_band"], charging=(0.0, 0.0))
