@@ -280,6 +280,12 @@ class EdgeConfig:
         they were (no ridge, no clean step), their mean profile across the contours, pooled,
         may show the faint ring no single mask shows, and place all of them
         (:func:`segsem_lite.edges.place_pooled_ring`); 0: never.
+    array_template : bool
+        With at least ``pool_targets`` masks of one image from the classical path, see them as an
+        array of copies of one shape: their mean patch, each one registered to it, gives the shape
+        (edge placement on the mean patch) and each feature keeps its own position and, as far as
+        the noise lets it be measured, its size (:func:`segsem_lite.edges.place_array_template`).
+        Used only when most masks overlap the shape as placed.
     feature : {"auto", "resist", "opening"}
         What the features are made of, for targets whose meta.csv does not say
         (``Target.feature``); "auto": not known.
@@ -297,6 +303,7 @@ class EdgeConfig:
     min_prominence: float = 0.3
     step_edges: bool = True
     pool_targets: int = 20
+    array_template: bool = True
     feature: str = "auto"
 
     def __post_init__(self) -> None:

@@ -37,14 +37,14 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import OptimizeWarning, curve_fit
-from scipy.special import log_ndtr, ndtr
+from scipy.special import log_ndtr, ndtr, ndtri
 
 from .config import EdgeConfig, nm_to_px
 from .contours import extract_contours, fill_polygon, resample_closed
 from .metrics import iou
 from .threshold import inside_depth
 
-__all__ = ["EdgePlacement", "place_edges", "place_pooled_ring"]
+__all__ = ["ArrayTemplate", "EdgePlacement", "paste_mask", "place_array_template", "place_edges", "place_pooled_ring"]
 
 
 @dataclass
@@ -506,3 +506,205 @@ def place_pooled_ring(image: np.ndarray, masks: list[np.ndarray], *, config: Edg
         new = (near == i + 1) & (d < shift)
         out.append(new if new.any() else m)
     return out, shift
+
+
+#: An array template is registered to each feature within this many px of its mask's centroid.
+ARRAY_SEARCH_PX = 3
+#: Rounds of (mean patch, registration of every feature to it).
+ARRAY_ROUNDS = 3
+#: The masks of an array are replaced by its template's only when their median IoU with it, as placed, is at
+#: least this (the features are copies of one shape). On the second renderer's contact arrays of seeds
+#: 2060-2080 it is 0.47-0.83 (masks from noisy images stray far from the shape and still overlap it).
+ARRAY_MIN_AGREEMENT = 0.4
+
+
+@dataclass
+class ArrayTemplate:
+    """The mean appearance of an image's repeated features and where each one lies (:func:`place_array_template`).
+
+    Attributes
+    ----------
+    template : (2r+1, 2r+1) ndarray
+        The mean patch, centred on the features.
+    mask : (2r+1, 2r+1) bool ndarray
+        The template's feature: the masks' majority, aligned, with edge placement on the template.
+    centres : (K, 2) ndarray
+        Each feature's centre (x, y) in the image, px, sub-pixel; NaN for masks not used.
+    sizes_px : (K,) ndarray
+        How far each feature's edges lie outward of the template's, px: measured on the feature, and shrunk
+        towards 0 by the share of such measurements' variance that the noise makes (the features' sizes
+        vary by ``size_spread_px``, one measurement's noise by ``size_noise_px``); NaN for masks not used.
+    size_spread_px : float
+        How much the features' sizes differ from each other: the standard deviation of their edges' mean
+        outward offset from the template's, px, noise taken out (:func:`_size_spread`).
+    size_noise_px : float
+        How much the noise alone moves one feature's measured offset, px (one standard deviation).
+    kind : str
+        How the template's mask was placed (:attr:`EdgePlacement.kind`, "" for the majority as it was).
+    """
+
+    template: np.ndarray
+    mask: np.ndarray
+    centres: np.ndarray
+    sizes_px: np.ndarray
+    size_spread_px: float
+    size_noise_px: float
+    kind: str
+
+
+def _patches(image: np.ndarray, centres: np.ndarray, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(float)
+    return np.stack([ndi.map_coordinates(image, [yy + cy, xx + cx], order=1, mode="nearest") for cx, cy in centres])
+
+
+def _size_spread(resid: np.ndarray, template: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """The spread of the features' sizes and the noise of one feature's size, px, from their residuals against
+    the template, and each feature's measured size (how far out of the template's its edges lie, px).
+
+    Each feature's edges lie outward of the template's by the projection of its residual on the template's
+    outward growth (the radial derivative); measured on its top and bottom halves apart (different scan lines,
+    so independent noise), the two agree on the size and differ by the noise: their covariance over the
+    features is the sizes' true variance, a quarter of the variance of their difference the noise's. Each half's
+    level and position are fitted with its size."""
+    r = template.shape[0] // 2
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(float)
+    rho = np.hypot(xx, yy)
+    gy, gx = np.gradient(template)
+    grow = -(gx * xx + gy * yy) / np.maximum(rho, 1.0)  # the template's change when its edges move out by 1 px
+    halves = []
+    flat = resid.reshape(len(resid), -1)
+    for half in (yy < 0, yy > 0):
+        # the level and the position are fitted with the size, so that neither passes for it
+        design = np.stack([half, gx * half, gy * half, grow * half], -1).reshape(-1, 4).astype(float)
+        halves.append((np.linalg.pinv(design) @ flat.T)[3])
+    top, bottom = halves
+    true_var = float(np.mean((top - top.mean()) * (bottom - bottom.mean())))
+    noise_var = float(np.var(top - bottom)) / 4.0
+    return float(np.sqrt(max(true_var, 0.0))), float(np.sqrt(noise_var)), (top + bottom) / 2
+
+
+def _refine_shift(image: np.ndarray, centres: np.ndarray, template: np.ndarray, steps: int = 2) -> np.ndarray:
+    """Each centre moved by Gauss-Newton steps on ``patch = a + b * template(x - shift)``, all features at once
+    (the linearised model's design is the template's, shared): the sub-pixel shift that the correlation's
+    parabola only approximates."""
+    r = template.shape[0] // 2
+    gy, gx = np.gradient(template)
+    design = np.stack([np.ones(template.size), template.ravel(), -gx.ravel(), -gy.ravel()], 1)
+    solve = np.linalg.pinv(design)
+    c = centres.copy()
+    for _ in range(steps):
+        coef = solve @ _patches(image, c, r).reshape(len(c), -1).T
+        b = np.where(np.abs(coef[1]) > 1e-12, coef[1], np.nan)
+        shift = np.clip(np.nan_to_num(np.stack([coef[2] / b, coef[3] / b], 1)), -1.0, 1.0)
+        c = c + shift
+    return c
+
+
+def _register(image: np.ndarray, centres: np.ndarray, template: np.ndarray, k: int) -> np.ndarray:
+    """Each centre moved to where the template correlates best with the image (normalised, within k px;
+    parabolic to sub-pixel)."""
+    r = template.shape[0] // 2
+    t = template - template.mean()
+    tn = float(np.sqrt((t * t).sum())) + 1e-12
+    yy, xx = np.mgrid[-r - k:r + k + 1, -r - k:r + k + 1].astype(float)
+    side = 2 * r + 1
+    out = np.empty_like(centres)
+    for j, (cx, cy) in enumerate(centres):
+        big = ndi.map_coordinates(image, [yy + cy, xx + cx], order=1, mode="nearest")
+        num = cv2.matchTemplate(big.astype(np.float32), t.astype(np.float32), cv2.TM_CCORR)
+        s1 = cv2.boxFilter(big, -1, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        s2 = cv2.boxFilter(big * big, -1, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        lo = side // 2
+        s1, s2 = s1[lo:lo + 2 * k + 1, lo:lo + 2 * k + 1], s2[lo:lo + 2 * k + 1, lo:lo + 2 * k + 1]
+        sc = num / (np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)) * tn)
+        iy, ix = np.unravel_index(int(np.argmax(sc)), sc.shape)
+
+        def vertex(a: float, b: float, c: float) -> float:
+            d = a - 2 * b + c
+            return 0.0 if d >= 0 else float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
+
+        sx = vertex(*sc[iy, ix - 1:ix + 2]) if 0 < ix < 2 * k else 0.0
+        sy = vertex(*sc[iy - 1:iy + 2, ix]) if 0 < iy < 2 * k else 0.0
+        out[j] = (cx + ix - k + sx, cy + iy - k + sy)
+    return out
+
+
+def place_array_template(image: np.ndarray, masks: list[np.ndarray], *, config: EdgeConfig = EdgeConfig(),
+                         pixel_size_nm: float = 1.0, feature: str | None = None) -> ArrayTemplate | None:
+    """The features of an array seen together: their mean patch, each one's position, and one shape for all.
+
+    A contact array's holes or pillars are copies of one design. Each mask from thresholding a noisy image is
+    that shape plus the noise's doing (merged neighbours, bites, a core without its edge band), and no single
+    profile across its edge shows where the edge is. Averaged over the features, registered to each other, the
+    image shows it: the patches around the masks' centroids are averaged into a template, each feature is
+    registered to the template (normalised cross-correlation within :data:`ARRAY_SEARCH_PX`, to sub-pixel),
+    :data:`ARRAY_ROUNDS` times. The masks, aligned the same way, vote for the template's feature (the majority
+    of them), and edge placement (:func:`place_edges`, with ``feature``) places its edge on the template, whose
+    noise is the image's over the square root of the number of features.
+
+    Each feature keeps its own size as far as the image shows it: how far its edges lie out of the template's
+    is measured on it and shrunk towards the template's by the share of the noise in such measurements
+    (:func:`_size_spread`; ``sizes_px``). Returns None when fewer than ``config.pool_targets`` masks have their
+    patch inside the image.
+    """
+    img = np.asarray(image, np.float64)
+    masks = [np.asarray(m, bool) for m in masks]
+    areas = np.array([m.sum() for m in masks], float)
+    if not len(masks) or not (areas > 0).all():
+        return None
+    r = int(np.ceil(2.0 * np.sqrt(np.median(areas) / np.pi))) + 2
+    k = ARRAY_SEARCH_PX
+    centres = np.array([(np.nonzero(m)[1].mean(), np.nonzero(m)[0].mean()) for m in masks])
+    h, w = img.shape
+    room = r + k + 1
+
+    def inside(c: np.ndarray) -> np.ndarray:
+        return (c[:, 0] >= room) & (c[:, 0] < w - room) & (c[:, 1] >= room) & (c[:, 1] < h - room)
+
+    use = inside(centres)
+    if use.sum() < max(1, config.pool_targets):
+        return None
+    c = centres[use]
+    for _ in range(ARRAY_ROUNDS):
+        c = _register(img, c, _patches(img, c, r).mean(0), k)
+    for _ in range(ARRAY_ROUNDS):
+        c = _refine_shift(img, c, _patches(img, c, r).mean(0))
+    ok = inside(c)
+    c = c[ok]
+    idx = np.flatnonzero(use)[ok]
+    if len(c) < max(1, config.pool_targets):
+        return None
+    p = _patches(img, c, r)
+    template = p.mean(0)
+    spread, noise, sizes = _size_spread(p - template, template)
+    # each feature's size shrunk towards the template's by the share of its variance that is the sizes' own
+    # (what the noise leaves of it is not the feature's)
+    sizes = sizes * (spread ** 2 / (spread ** 2 + noise ** 2) if spread > 0 else 0.0)
+    vote = np.mean([_patches(masks[i].astype(float), c[j:j + 1], r)[0] for j, i in enumerate(idx)], 0) > 0.5
+    lab, _ = ndi.label(vote)
+    if not lab[r, r]:
+        return None
+    vote = lab == lab[r, r]
+    placed = place_edges(template, vote, config=config, pixel_size_nm=pixel_size_nm, feature=feature)
+    out, grow = np.full((len(masks), 2), np.nan), np.full(len(masks), np.nan)
+    out[idx], grow[idx] = c, sizes
+    return ArrayTemplate(template, placed.mask, out, grow, spread, noise, placed.kind)
+
+
+def paste_mask(mask: np.ndarray, centre_xy: tuple[float, float], shape: tuple[int, int],
+               grow_px: float = 0.0) -> np.ndarray:
+    """A template's mask (centred in its square) placed at ``centre_xy`` (sub-pixel) in an image of ``shape``,
+    its edges moved outward by ``grow_px`` (inward when negative)."""
+    m = np.asarray(mask, bool)
+    r = m.shape[0] // 2
+    # signed distance to the mask's edge (positive outside), sub-pixel near it: the mask blurred by a Gaussian of
+    # 1 px is Phi(-distance) across a straight edge, so the staircase of pixels grows smoothly (within 3 px)
+    signed = -ndtri(np.clip(ndi.gaussian_filter(m.astype(float), 1.0), 1e-3, 1 - 1e-3))
+    cx, cy = centre_xy
+    ix, iy = int(np.floor(cx)), int(np.floor(cy))
+    moved = ndi.shift(signed, (cy - iy, cx - ix), order=1, mode="nearest") < grow_px
+    out = np.zeros(shape, bool)
+    y0, x0 = iy - r, ix - r
+    ys, xs = slice(max(0, y0), min(shape[0], y0 + 2 * r + 1)), slice(max(0, x0), min(shape[1], x0 + 2 * r + 1))
+    out[ys, xs] = moved[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    return out

@@ -20,9 +20,10 @@ from .config import FallbackConfig, PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
 from .dataset import Design, Target
-from .edges import place_edges, place_pooled_ring
+from .edges import ARRAY_MIN_AGREEMENT, paste_mask, place_array_template, place_edges, place_pooled_ring
 from .errors import SegSEMError
 from .gate import GateDecision, gate_candidates
+from .metrics import iou
 from .morphology import refine_mask
 from .scale import ImageScale, measure_scale, to_unit_float
 from .threshold import MIN_IMAGE_SIDE, component_at, denoise_for_threshold, fallback_mask, inside_depth
@@ -89,7 +90,8 @@ class SegmentationResult:
     edge_kind : str
         How edge placement placed the contour: ``"ridge"``, ``"step"`` (its half level),
         ``"pooled_ring"`` (a ring shown only by the image's masks together,
-        :func:`segsem_lite.edges.place_pooled_ring`), or ``""`` (not placed).
+        :func:`segsem_lite.edges.place_pooled_ring`), ``"array"`` (one shape for an array of
+        copies of it, :func:`segsem_lite.edges.place_array_template`), or ``""`` (not placed).
     """
 
     prompt_xy: tuple[float, float]
@@ -510,6 +512,8 @@ def segment_image(
         results = _without_scan_tail(results, unit, run, config.fallback)
     if config.edge.enabled and config.edge.pool_targets:
         _pooled_ring(results, targets, img, config)
+        if config.edge.array_template:
+            _array_template(results, targets, img, config)
     out: list[SegmentationResult | SegSEMError] = []
     for i in range(len(targets)):
         res = results[i]
@@ -517,6 +521,46 @@ def segment_image(
             res.timings_ms["encode"] = encode_ms / len(targets)
         out.append(res if field is None or not isinstance(res, SegmentationResult) else _to_image(res, field, full))
     return out
+
+
+def _array_template(results: dict, targets: Sequence[Target], img: np.ndarray, config: PipelineConfig) -> None:
+    """Place the classical path's masks of an array of copies of one shape with one shape, seen on their mean
+    patch (:func:`segsem_lite.edges.place_array_template`), in place.
+
+    Only images with ``config.edge.pool_targets`` such masks or more, of one pixel size and one kind of feature,
+    are tried; each feature keeps its own size as far as the noise lets it be measured
+    (:attr:`segsem_lite.edges.ArrayTemplate.sizes_px`). The masks are replaced only when most of them
+    overlap the template as placed by :data:`segsem_lite.edges.ARRAY_MIN_AGREEMENT` or more (the features
+    are copies of one shape). Images whose charging tail was removed are left as they are (the mean patch
+    would carry the tails)."""
+    placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
+    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
+            and r.scan_tail_px == 0]
+    if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
+        return
+    features = {targets[i].feature or config.edge.feature for i in keys}
+    if len(features) != 1:
+        return
+    t0 = time.perf_counter()
+    got = place_array_template(img, [results[i].mask for i in keys], config=config.edge,
+                               pixel_size_nm=results[keys[0]].pixel_size_nm, feature=features.pop())
+    if got is None or not got.mask.any():
+        return
+    placed = {i: paste_mask(got.mask, tuple(c), img.shape, float(g))
+              for i, c, g in zip(keys, got.centres, got.sizes_px) if np.isfinite(c).all()}
+    # the features are copies of the template's: most masks from thresholding overlap it as placed
+    if not placed or np.median([iou(results[i].mask, m) for i, m in placed.items()]) < ARRAY_MIN_AGREEMENT:
+        return
+    share = (time.perf_counter() - t0) * 1e3 / len(keys)
+    for i in keys:
+        res = results[i]
+        res.timings_ms["edge"] = res.timings_ms.get("edge", 0.0) + share
+        if i not in placed:
+            continue
+        mask = placed[i]
+        contours = extract_contours(mask)
+        if contours:
+            res.mask, res.contours, res.edges, res.edge_kind = mask, contours, sobel_edges(mask), "array"
 
 
 def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, config: PipelineConfig) -> None:
