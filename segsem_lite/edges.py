@@ -41,6 +41,7 @@ from scipy.special import log_ndtr, ndtr, ndtri
 
 from .config import EdgeConfig, nm_to_px
 from .contours import extract_contours, fill_polygon, resample_closed
+from .layout import _peak
 from .metrics import iou
 from .threshold import inside_depth
 
@@ -617,15 +618,8 @@ def _register(image: np.ndarray, centres: np.ndarray, template: np.ndarray, k: i
         lo = side // 2
         s1, s2 = s1[lo:lo + 2 * k + 1, lo:lo + 2 * k + 1], s2[lo:lo + 2 * k + 1, lo:lo + 2 * k + 1]
         sc = num / (np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)) * tn)
-        iy, ix = np.unravel_index(int(np.argmax(sc)), sc.shape)
-
-        def vertex(a: float, b: float, c: float) -> float:
-            d = a - 2 * b + c
-            return 0.0 if d >= 0 else float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
-
-        sx = vertex(*sc[iy, ix - 1:ix + 2]) if 0 < ix < 2 * k else 0.0
-        sy = vertex(*sc[iy - 1:iy + 2, ix]) if 0 < iy < 2 * k else 0.0
-        out[j] = (cx + ix - k + sx, cy + iy - k + sy)
+        x, y, _, _ = _peak(sc, exclude_px=np.inf)
+        out[j] = (cx + x - k, cy + y - k)
     return out
 
 
