@@ -613,7 +613,7 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackCon
         return results
     t0 = time.perf_counter()
     todo = [i for i, r in results.items() if not (isinstance(r, SegmentationResult) and r.source == "sam2")]
-    kept, kept_map, tail_px, tried = results, first, 0.0, set()
+    kept, kept_map, tail_px, tried, kept_run_s = results, first, 0.0, set(), 0.0
     for _ in range(int(config.charging_rounds)):
         tail = fit_scan_tail(unit, kept_map, backward_above=MIN_GAIN)
         if not tail.explains() or tail.tau_px in tried:
@@ -622,20 +622,22 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackCon
         passes = []
         for snr in config.charging_snrs:
             cleaned = remove_scan_tail(unit, tail, snr=float(snr))
+            t1 = time.perf_counter()
             again = {**results, **run(todo, cleaned, measure_scale(cleaned))}
-            passes.append((again, _feature_map(again.values(), unit.shape)))
+            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1))
         skip = near_edges(kept_map)
-        for _, fmap in passes:
+        for _, fmap, _ in passes:
             skip |= near_edges(fmap)
-        residuals = [fit_scan_tail(unit, fmap, exclude=skip, backward_above=None).residual for _, fmap in passes]
+        residuals = [fit_scan_tail(unit, fmap, exclude=skip, backward_above=None).residual for _, fmap, _ in passes]
         best = int(np.argmin(residuals))
         if not residuals[best] < fit_scan_tail(unit, kept_map, exclude=skip, backward_above=None).residual:
             break
-        (kept, kept_map), tail_px = passes[best], tail.tau_px
+        (kept, kept_map, kept_run_s), tail_px = passes[best], tail.tau_px
     if kept is results:
         return results
-    # the kept result's fallback time includes the first pass and its share of the fits and rounds
-    share = (time.perf_counter() - t0) * 1e3 / max(1, len(todo))
+    # the kept result's fallback time includes the first pass and its share of the fits and of the other passes
+    # (its own pass is in its timings already)
+    share = (time.perf_counter() - t0 - kept_run_s) * 1e3 / max(1, len(todo))
     for i in todo:
         res = kept[i]
         if isinstance(res, SegmentationResult):
