@@ -631,8 +631,9 @@ def place_array_template(image: np.ndarray, masks: list[np.ndarray], *, config: 
     that shape plus the noise's doing (merged neighbours, bites, a core without its edge band), and no single
     profile across its edge shows where the edge is. Averaged over the features, registered to each other, the
     image shows it: the patches around the masks' centroids are averaged into a template, each feature is
-    registered to the template (normalised cross-correlation within :data:`ARRAY_SEARCH_PX`, to sub-pixel),
-    :data:`ARRAY_ROUNDS` times. The masks, aligned the same way, vote for the template's feature (the majority
+    registered to the template (normalised cross-correlation within :data:`ARRAY_SEARCH_PX`, its peak to
+    sub-pixel), :data:`ARRAY_ROUNDS` times, then moved by Gauss-Newton steps on the same model
+    (:func:`_refine_shift`), :data:`ARRAY_ROUNDS` times more. The masks, aligned the same way, vote for the template's feature (the majority
     of them), and edge placement (:func:`place_edges`, with ``feature``) places its edge on the template, whose
     noise is the image's over the square root of the number of features.
 
