@@ -103,7 +103,8 @@ class FallbackConfig:
     charging_tails : bool
         Look for a charging tail along the scan in each image's first pass
         (:mod:`segsem_lite.charging`); where one explains the image, threshold again
-        without it, and keep that pass when its features explain the image better.
+        without it, and keep that pass when its features explain the image better. Its edges
+        are then placed on the raw image less the tail.
     charging_rounds : int
         How many times the tail is fitted and removed at most: each round fits it on the
         features of the pass kept last (a first pass misled by the tail misleads its fit

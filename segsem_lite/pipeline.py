@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from .charging import MIN_GAIN, fit_scan_tail, near_edges, remove_scan_tail
+from .charging import MIN_GAIN, ScanTail, fit_scan_tail, near_edges, remove_scan_tail
 from .config import FallbackConfig, PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
@@ -491,29 +491,36 @@ def segment_image(
         encode_ms = (time.perf_counter() - t0) * 1e3
     unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
     split = territories(targets, img.shape)
+    # what each feature is made of: as the user says per target, else as the configuration says
+    features = [t.feature or config.edge.feature for t in targets]
 
-    def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale) -> dict:
+    def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale, removed: tuple[ScanTail, float] | None = None,
+            ) -> dict:
+        # without its charging tail, the image's edges are placed on it as it was taken, less the tail
+        seen = img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
         got: dict[int, SegmentationResult | SegSEMError] = {}
         for i in todo:
             t = targets[i]
             try:
-                got[i] = segment_target(img, t.prompt_xy, design=t.design, model=model, config=config,
+                got[i] = segment_target(seen, t.prompt_xy, design=t.design, model=model, config=config,
                                         pixel_size_nm=t.pixel_size_nm, image_is_set=True, label=t.label, stem=t.stem,
                                         keep_candidates=keep_candidates, scale=unit_scale, tone=t.tone,
-                                        feature=t.feature, size_px=t.size_px, box_xyxy=t.box_xyxy,
+                                        feature=features[i], size_px=t.size_px, box_xyxy=t.box_xyxy,
                                         unit_image=unit_image,
                                         territory=None if split is None else (*split, i + 1))
             except SegSEMError as exc:
                 got[i] = exc
         return got
 
-    results = run(range(len(targets)), unit, scale)
+    results, removed = run(range(len(targets)), unit, scale), None
     if config.fallback.charging_tails and targets:
-        results = _without_scan_tail(results, unit, run, config.fallback)
+        results, removed = _without_scan_tail(results, unit, run, config.fallback)
     if config.edge.enabled and config.edge.pool_targets:
-        _pooled_ring(results, targets, img, config)
+        # edges pooled over targets are placed on the image without its charging tail, when one was removed
+        seen = img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
+        _pooled_ring(results, features, seen, config)
         if config.edge.array_template:
-            _array_template(results, targets, img, config)
+            _array_template(results, features, seen, config)
     out: list[SegmentationResult | SegSEMError] = []
     for i in range(len(targets)):
         res = results[i]
@@ -523,7 +530,7 @@ def segment_image(
     return out
 
 
-def _array_template(results: dict, targets: Sequence[Target], img: np.ndarray, config: PipelineConfig) -> None:
+def _array_template(results: dict, features: Sequence[str], img: np.ndarray, config: PipelineConfig) -> None:
     """Place the classical path's masks of an array of copies of one shape with one shape, seen on their mean
     patch (:func:`segsem_lite.edges.place_array_template`), in place.
 
@@ -531,19 +538,18 @@ def _array_template(results: dict, targets: Sequence[Target], img: np.ndarray, c
     are tried; each feature keeps its own size as far as the noise lets it be measured
     (:attr:`segsem_lite.edges.ArrayTemplate.sizes_px`). The masks are replaced only when most of them
     overlap the template as placed by :data:`segsem_lite.edges.ARRAY_MIN_AGREEMENT` or more (the features
-    are copies of one shape). Images whose charging tail was removed are left as they are (the mean patch
-    would carry the tails)."""
+    are copies of one shape). ``img`` is the image without its charging tail when one was removed: a mean patch
+    of the image with it would carry the tails."""
     placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
-    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
-            and r.scan_tail_px == 0]
+    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable]
     if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
         return
-    features = {targets[i].feature or config.edge.feature for i in keys}
-    if len(features) != 1:
+    kinds = {features[i] for i in keys}
+    if len(kinds) != 1:
         return
     t0 = time.perf_counter()
     got = place_array_template(img, [results[i].mask for i in keys], config=config.edge,
-                               pixel_size_nm=results[keys[0]].pixel_size_nm, feature=features.pop())
+                               pixel_size_nm=results[keys[0]].pixel_size_nm, feature=kinds.pop())
     if got is None or not got.mask.any():
         return
     placed = {i: paste_mask(got.mask, tuple(c), img.shape, float(g))
@@ -563,7 +569,7 @@ def _array_template(results: dict, targets: Sequence[Target], img: np.ndarray, c
             res.mask, res.contours, res.edges, res.edge_kind = mask, contours, sobel_edges(mask), "array"
 
 
-def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, config: PipelineConfig) -> None:
+def _pooled_ring(results: dict, features: Sequence[str], img: np.ndarray, config: PipelineConfig) -> None:
     """Place the classical path's masks of openings that edge placement left as they were on the faint ring
     their contours show together (:func:`segsem_lite.edges.place_pooled_ring`), in place.
 
@@ -574,7 +580,7 @@ def _pooled_ring(results: dict, targets: Sequence[Target], img: np.ndarray, conf
     ``config.edge.pool_targets`` such masks or more, all of one pixel size, are pooled."""
     placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
     keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
-            and r.edge_kind in ("", "step") and (targets[i].feature or config.edge.feature) == "opening"]
+            and r.edge_kind in ("", "step") and features[i] == "opening"]
     if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
         return
     t0 = time.perf_counter()
@@ -599,7 +605,8 @@ def _feature_map(results, shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackConfig) -> dict:
+def _without_scan_tail(results: dict, unit: np.ndarray, run,
+                       config: FallbackConfig) -> tuple[dict, tuple[ScanTail, float] | None]:
     """Results again on the image without its charging tail, when the first pass shows one
     (:mod:`segsem_lite.charging`). Only the classical path's results are redone (an accepted
     model mask does not threshold). Each removal is tried at every signal-to-noise ratio of
@@ -607,10 +614,11 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackCon
     better than the pass kept before it, under the same model. Up to ``config.charging_rounds``
     times the tail is fitted again on the kept pass's features (a first pass that the tail
     misled gives a misled fit: on the second renderer's 104 holes of seed 2060 ``ind10_001``
-    the decay length went 19 -> 9 px over two rounds)."""
+    the decay length went 19 -> 9 px over two rounds). Returns the results and, when a pass without the tail was
+    kept, that tail and the signal-to-noise ratio it was removed at (else None)."""
     first = _feature_map(results.values(), unit.shape)
     if not first.any():
-        return results
+        return results, None
     t0 = time.perf_counter()
     todo = [i for i, r in results.items() if not (isinstance(r, SegmentationResult) and r.source == "sam2")]
     kept, kept_map, tail_px, tried, kept_run_s = results, first, 0.0, set(), 0.0
@@ -623,18 +631,18 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackCon
         for snr in config.charging_snrs:
             cleaned = remove_scan_tail(unit, tail, snr=float(snr))
             t1 = time.perf_counter()
-            again = {**results, **run(todo, cleaned, measure_scale(cleaned))}
-            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1))
+            again = {**results, **run(todo, cleaned, measure_scale(cleaned), (tail, float(snr)))}
+            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1, (tail, float(snr))))
         skip = near_edges(kept_map)
-        for _, fmap, _ in passes:
+        for _, fmap, _, _ in passes:
             skip |= near_edges(fmap)
-        residuals = [fit_scan_tail(unit, fmap, exclude=skip, backward_above=None).residual for _, fmap, _ in passes]
+        residuals = [fit_scan_tail(unit, fmap, exclude=skip, backward_above=None).residual for _, fmap, _, _ in passes]
         best = int(np.argmin(residuals))
         if not residuals[best] < fit_scan_tail(unit, kept_map, exclude=skip, backward_above=None).residual:
             break
-        (kept, kept_map, kept_run_s), tail_px = passes[best], tail.tau_px
+        (kept, kept_map, kept_run_s, removed), tail_px = passes[best], tail.tau_px
     if kept is results:
-        return results
+        return results, None
     # the kept result's fallback time includes the first pass and its share of the fits and of the other passes
     # (its own pass is in its timings already)
     share = (time.perf_counter() - t0 - kept_run_s) * 1e3 / max(1, len(todo))
@@ -644,4 +652,4 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run, config: FallbackCon
             res.scan_tail_px = tail_px
             before = results[i].total_ms if isinstance(results[i], SegmentationResult) else 0.0
             res.timings_ms["fallback"] = res.timings_ms.get("fallback", 0.0) + before + share
-    return kept
+    return kept, removed
