@@ -494,10 +494,14 @@ def segment_image(
     # what each feature is made of: as the user says per target, else as the configuration says
     features = [t.feature or config.edge.feature for t in targets]
 
+    def without(removed: tuple[ScanTail, float] | None) -> np.ndarray:
+        """The image as it was taken, less the charging tail removed (at its signal-to-noise ratio), if any."""
+        return img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
+
     def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale, removed: tuple[ScanTail, float] | None = None,
             ) -> dict:
-        # without its charging tail, the image's edges are placed on it as it was taken, less the tail
-        seen = img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
+        # without its charging tail, the image's edges are placed on it less the tail
+        seen = without(removed)
         got: dict[int, SegmentationResult | SegSEMError] = {}
         for i in todo:
             t = targets[i]
@@ -517,7 +521,7 @@ def segment_image(
         results, removed = _without_scan_tail(results, unit, run, config.fallback)
     if config.edge.enabled and config.edge.pool_targets:
         # edges pooled over targets are placed on the image without its charging tail, when one was removed
-        seen = img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
+        seen = without(removed)
         _pooled_ring(results, features, seen, config)
         if config.edge.array_template:
             _array_template(results, features, seen, config)
@@ -629,10 +633,11 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run,
         tried.add(tail.tau_px)
         passes = []
         for snr in config.charging_snrs:
-            cleaned = remove_scan_tail(unit, tail, snr=float(snr))
+            removal = (tail, float(snr))
+            cleaned = remove_scan_tail(unit, tail, snr=removal[1])
             t1 = time.perf_counter()
-            again = {**results, **run(todo, cleaned, measure_scale(cleaned), (tail, float(snr)))}
-            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1, (tail, float(snr))))
+            again = {**results, **run(todo, cleaned, measure_scale(cleaned), removal)}
+            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1, removal))
         skip = near_edges(kept_map)
         for _, fmap, _, _ in passes:
             skip |= near_edges(fmap)
