@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from .charging import MIN_GAIN, ScanTail, fit_scan_tail, near_edges, remove_scan_tail
+from .charging import MIN_GAIN, fit_scan_tail, near_edges, remove_scan_tail
 from .config import FallbackConfig, PipelineConfig, nm_to_px
 from .contours import contours_to_nm, extract_contours, fill_polygon, smooth_compact, sobel_edges
 from .coords import point_in_image
@@ -489,19 +489,15 @@ def segment_image(
         t0 = time.perf_counter()
         model.set_image(img)
         encode_ms = (time.perf_counter() - t0) * 1e3
-    unit, scale = denoise_for_threshold(to_unit_float(img), config=config.fallback) if targets else (None, None)
+    raw = to_unit_float(img)
+    unit, scale = denoise_for_threshold(raw, config=config.fallback) if targets else (None, None)
     split = territories(targets, img.shape)
     # what each feature is made of: as the user says per target, else as the configuration says
     features = [t.feature or config.edge.feature for t in targets]
 
-    def without(removed: tuple[ScanTail, float] | None) -> np.ndarray:
-        """The image as it was taken, less the charging tail removed (at its signal-to-noise ratio), if any."""
-        return img if removed is None else remove_scan_tail(to_unit_float(img), removed[0], snr=removed[1])
-
-    def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale, removed: tuple[ScanTail, float] | None = None,
-            ) -> dict:
-        # without its charging tail, the image's edges are placed on it less the tail
-        seen = without(removed)
+    def run(todo: Sequence[int], unit_image: np.ndarray, unit_scale, seen: np.ndarray | None = None) -> dict:
+        # ``seen``: the image the edges are placed on (without its charging tail, the raw image less the tail)
+        seen = img if seen is None else seen
         got: dict[int, SegmentationResult | SegSEMError] = {}
         for i in todo:
             t = targets[i]
@@ -516,12 +512,12 @@ def segment_image(
                 got[i] = exc
         return got
 
-    results, removed = run(range(len(targets)), unit, scale), None
+    results, seen = run(range(len(targets)), unit, scale), None
     if config.fallback.charging_tails and targets:
-        results, removed = _without_scan_tail(results, unit, run, config.fallback)
+        results, seen = _without_scan_tail(results, unit, raw, run, config.fallback)
     if config.edge.enabled and config.edge.pool_targets:
         # edges pooled over targets are placed on the image without its charging tail, when one was removed
-        seen = without(removed)
+        seen = img if seen is None else seen
         _pooled_ring(results, features, seen, config)
         if config.edge.array_template:
             _array_template(results, features, seen, config)
@@ -534,6 +530,17 @@ def segment_image(
     return out
 
 
+def _poolable(results: dict, config: PipelineConfig, also=lambda i, r: True) -> list[int]:
+    """The targets whose masks an image-level placement may pool: the classical path's results (the standard
+    path's only with ``config.edge.standard``) that pass ``also(i, result)``; none unless there are
+    ``config.edge.pool_targets`` or more, all of one pixel size."""
+    placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
+    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable and also(i, r)]
+    if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
+        return []
+    return keys
+
+
 def _array_template(results: dict, features: Sequence[str], img: np.ndarray, config: PipelineConfig) -> None:
     """Place the classical path's masks of an array of copies of one shape with one shape, seen on their mean
     patch (:func:`segsem_lite.edges.place_array_template`), in place.
@@ -544,9 +551,8 @@ def _array_template(results: dict, features: Sequence[str], img: np.ndarray, con
     overlap the template as placed by :data:`segsem_lite.edges.ARRAY_MIN_AGREEMENT` or more (the features
     are copies of one shape). ``img`` is the image without its charging tail when one was removed: a mean patch
     of the image with it would carry the tails."""
-    placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
-    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable]
-    if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
+    keys = _poolable(results, config)
+    if not keys:
         return
     kinds = {features[i] for i in keys}
     if len(kinds) != 1:
@@ -582,10 +588,8 @@ def _pooled_ring(results: dict, features: Sequence[str], img: np.ndarray, config
     while a ring just inside a resist feature's mask is the feature's own edge band, whose outer foot is
     already the edge. The image alone does not tell the two apart. Only images with
     ``config.edge.pool_targets`` such masks or more, all of one pixel size, are pooled."""
-    placeable = ("fallback", "standard") if config.edge.standard else ("fallback",)
-    keys = [i for i, r in results.items() if isinstance(r, SegmentationResult) and r.source in placeable
-            and r.edge_kind in ("", "step") and features[i] == "opening"]
-    if len(keys) < config.edge.pool_targets or len({results[i].pixel_size_nm for i in keys}) != 1:
+    keys = _poolable(results, config, lambda i, r: r.edge_kind in ("", "step") and features[i] == "opening")
+    if not keys:
         return
     t0 = time.perf_counter()
     placed = place_pooled_ring(img, [results[i].mask for i in keys], config=config.edge,
@@ -609,8 +613,8 @@ def _feature_map(results, shape: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def _without_scan_tail(results: dict, unit: np.ndarray, run,
-                       config: FallbackConfig) -> tuple[dict, tuple[ScanTail, float] | None]:
+def _without_scan_tail(results: dict, unit: np.ndarray, raw: np.ndarray, run,
+                       config: FallbackConfig) -> tuple[dict, np.ndarray | None]:
     """Results again on the image without its charging tail, when the first pass shows one
     (:mod:`segsem_lite.charging`). Only the classical path's results are redone (an accepted
     model mask does not threshold). Each removal is tried at every signal-to-noise ratio of
@@ -618,8 +622,9 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run,
     better than the pass kept before it, under the same model. Up to ``config.charging_rounds``
     times the tail is fitted again on the kept pass's features (a first pass that the tail
     misled gives a misled fit: on the second renderer's 104 holes of seed 2060 ``ind10_001``
-    the decay length went 19 -> 9 px over two rounds). Returns the results and, when a pass without the tail was
-    kept, that tail and the signal-to-noise ratio it was removed at (else None)."""
+    the decay length went 19 -> 9 px over two rounds). Each pass places its edges on ``raw`` (the image as taken,
+    as float) less the tail. Returns the results and, when a pass without the tail was kept, that image (else
+    None)."""
     first = _feature_map(results.values(), unit.shape)
     if not first.any():
         return results, None
@@ -633,11 +638,11 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run,
         tried.add(tail.tau_px)
         passes = []
         for snr in config.charging_snrs:
-            removal = (tail, float(snr))
-            cleaned = remove_scan_tail(unit, tail, snr=removal[1])
+            cleaned = remove_scan_tail(unit, tail, snr=float(snr))
             t1 = time.perf_counter()
-            again = {**results, **run(todo, cleaned, measure_scale(cleaned), removal)}
-            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1, removal))
+            seen = remove_scan_tail(raw, tail, snr=float(snr))
+            again = {**results, **run(todo, cleaned, measure_scale(cleaned), seen)}
+            passes.append((again, _feature_map(again.values(), unit.shape), time.perf_counter() - t1, seen))
         skip = near_edges(kept_map)
         for _, fmap, _, _ in passes:
             skip |= near_edges(fmap)
@@ -645,7 +650,7 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run,
         best = int(np.argmin(residuals))
         if not residuals[best] < fit_scan_tail(unit, kept_map, exclude=skip, backward_above=None).residual:
             break
-        (kept, kept_map, kept_run_s, removed), tail_px = passes[best], tail.tau_px
+        (kept, kept_map, kept_run_s, kept_seen), tail_px = passes[best], tail.tau_px
     if kept is results:
         return results, None
     # the kept result's fallback time includes the first pass and its share of the fits and of the other passes
@@ -657,4 +662,4 @@ def _without_scan_tail(results: dict, unit: np.ndarray, run,
             res.scan_tail_px = tail_px
             before = results[i].total_ms if isinstance(results[i], SegmentationResult) else 0.0
             res.timings_ms["fallback"] = res.timings_ms.get("fallback", 0.0) + before + share
-    return kept, removed
+    return kept, kept_seen
